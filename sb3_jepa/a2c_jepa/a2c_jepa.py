@@ -1,0 +1,204 @@
+from typing import Any, ClassVar, TypeVar
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3 import A2C
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
+from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.utils import explained_variance
+from torch.nn import functional as F
+
+from sb3_jepa.a2c_jepa.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
+from sb3_jepa.common.mixin import JEPAOnPolicyMixin
+
+SelfA2CJEPA = TypeVar("SelfA2CJEPA", bound="A2CJEPA")
+
+
+class A2CJEPA(JEPAOnPolicyMixin, A2C):
+    """
+    Advantage Actor Critic (A2C) whose encoder is also trained as a JEPA world model, with one loss:
+    A2C's loss plus ``jepa_coef * ||W(E(s_t), a_t) - E(s_{t+1})||^2`` (mean over transitions of the squared L2
+    norm). See "RL as internal regularization preventing JEPA representation collapse" (Yu & Chen) and
+    SB3's A2C, of which this is a drop-in subclass: every A2C argument works the same.
+
+    :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, or an ActorCriticPolicy
+        subclass, whose features extractor becomes the encoder)
+    :param env: The environment to learn from (if registered in Gym, can be str)
+    :param learning_rate: The learning rate, it can be a function
+        of the current progress remaining (from 1 to 0)
+    :param n_steps: The number of steps to run for each environment per update
+        (i.e. batch size is n_steps * n_env where n_env is number of environment copies running in parallel)
+    :param gamma: Discount factor
+    :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator.
+        Equivalent to classic advantage when set to 1.
+    :param ent_coef: Entropy coefficient for the loss calculation
+    :param vf_coef: Value function coefficient for the loss calculation
+    :param max_grad_norm: The maximum value for the gradient clipping (the predictor's gradients included)
+    :param rms_prop_eps: RMSProp epsilon. It stabilizes square root computation in denominator
+        of RMSProp update
+    :param use_rms_prop: Whether to use RMSprop (default) or Adam as optimizer
+    :param use_sde: Whether to use generalized State Dependent Exploration (gSDE)
+        instead of action noise exploration (default: False)
+    :param sde_sample_freq: Sample a new noise matrix every n steps when using gSDE
+        Default: -1 (only sample at the beginning of the rollout)
+    :param rollout_buffer_class: Rollout buffer class to use. If ``None``, JEPARolloutBuffer (or
+        JEPADictRolloutBuffer for Dict observations); otherwise a subclass of one of them.
+    :param rollout_buffer_kwargs: Keyword arguments to pass to the rollout buffer on creation.
+    :param normalize_advantage: Whether to normalize or not the advantage
+    :param stats_window_size: Window size for the rollout logging, specifying the number of episodes to average
+        the reported success rate, mean episode length, and mean reward over
+    :param tensorboard_log: the log location for tensorboard (if None, no logging)
+    :param policy_kwargs: additional arguments to be passed to the policy on creation
+    :param verbose: Verbosity level: 0 for no output, 1 for info messages (such as device or wrappers used), 2 for
+        debug messages
+    :param seed: Seed for the pseudo random generators
+    :param device: Device (cpu, cuda, ...) on which the code should be run.
+        Setting it to auto, the code will be run on the GPU if possible.
+    :param jepa_coef: lambda, the weight of the JEPA loss (a number >= 0 or a schedule of the progress remaining).
+        0 gives plain A2C, bit for bit.
+    :param jepa_target: where the target ``E(s_{t+1})`` comes from: ``"online"`` (the paper's: the encoder itself,
+        gradient through both branches), ``"stop_grad"`` (the encoder, no gradient through the target) or ``"ema"``
+        (a Polyak-averaged copy of the encoder)
+    :param jepa_tau: the ``ema`` target's soft update coefficient after each optimizer step, in ``(0, 1]``
+        (SB3's convention: 1 copies the encoder)
+    :param encoder_rl_grad: whether the RL loss trains the encoder (True, the paper's setting). False detaches the
+        encoder from the actor and critic heads: only the JEPA loss trains it (the ablation expected to collapse).
+    :param predictor_net_arch: hidden layer widths of the predictor W (default ``[256]``)
+    :param _init_setup_model: Whether or not to build the network at the creation of the instance
+    """
+
+    policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {
+        "MlpPolicy": MlpPolicy,
+        "CnnPolicy": CnnPolicy,
+        "MultiInputPolicy": MultiInputPolicy,
+    }
+
+    def __init__(
+        self,
+        policy: str | type[ActorCriticPolicy],
+        env: GymEnv | str,
+        learning_rate: float | Schedule = 7e-4,
+        n_steps: int = 5,
+        gamma: float = 0.99,
+        gae_lambda: float = 1.0,
+        ent_coef: float = 0.0,
+        vf_coef: float = 0.5,
+        max_grad_norm: float = 0.5,
+        rms_prop_eps: float = 1e-5,
+        use_rms_prop: bool = True,
+        use_sde: bool = False,
+        sde_sample_freq: int = -1,
+        rollout_buffer_class: type[RolloutBuffer] | None = None,
+        rollout_buffer_kwargs: dict[str, Any] | None = None,
+        normalize_advantage: bool = False,
+        stats_window_size: int = 100,
+        tensorboard_log: str | None = None,
+        policy_kwargs: dict[str, Any] | None = None,
+        verbose: int = 0,
+        seed: int | None = None,
+        device: th.device | str = "auto",
+        jepa_coef: float | Schedule = 1.0,
+        jepa_target: str = "online",
+        jepa_tau: float = 0.01,
+        encoder_rl_grad: bool = True,
+        predictor_net_arch: list[int] | None = None,
+        _init_setup_model: bool = True,
+    ):
+        self._init_jepa(
+            jepa_coef, jepa_target, jepa_tau, encoder_rl_grad, predictor_net_arch, rollout_buffer_class, policy_kwargs
+        )
+        super().__init__(
+            policy,
+            env,
+            learning_rate=learning_rate,
+            n_steps=n_steps,
+            gamma=gamma,
+            gae_lambda=gae_lambda,
+            ent_coef=ent_coef,
+            vf_coef=vf_coef,
+            max_grad_norm=max_grad_norm,
+            rms_prop_eps=rms_prop_eps,
+            use_rms_prop=use_rms_prop,
+            use_sde=use_sde,
+            sde_sample_freq=sde_sample_freq,
+            rollout_buffer_class=rollout_buffer_class,
+            rollout_buffer_kwargs=rollout_buffer_kwargs,
+            normalize_advantage=normalize_advantage,
+            stats_window_size=stats_window_size,
+            tensorboard_log=tensorboard_log,
+            # A copy: SB3's A2C writes its optimizer choice into policy_kwargs, and the caller's dict stays as it was
+            policy_kwargs=None if policy_kwargs is None else dict(policy_kwargs),
+            verbose=verbose,
+            seed=seed,
+            device=device,
+            _init_setup_model=_init_setup_model,
+        )
+
+    # Copied from stable_baselines3.a2c.A2C.train. Lines marked [JEPA] are added; nothing else differs
+    # (tests/test_upstream_drift.py fails if the installed SB3's train() no longer matches).
+    def train(self) -> None:
+        """
+        Update policy using the currently gathered
+        rollout buffer (one gradient step over whole data).
+        """
+        # Switch to train mode (this affects batch norm / dropout)
+        self.policy.set_training_mode(True)
+
+        # Update optimizer learning rate
+        self._update_learning_rate(self.policy.optimizer)
+        self._jepa_train_start()  # [JEPA]
+
+        # This will only loop once (get all data in one go)
+        for rollout_data in self.rollout_buffer.get(batch_size=None):
+            actions = rollout_data.actions
+            if isinstance(self.action_space, spaces.Discrete):
+                # Convert discrete action from float to long
+                actions = actions.long().flatten()
+
+            self.policy.jepa_capture_start(detach_encoder=not self.encoder_rl_grad)  # [JEPA]
+            values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
+            embeddings = self.policy.jepa_capture_stop()  # [JEPA]
+            values = values.flatten()
+
+            # Normalize advantage (not present in the original implementation)
+            advantages = rollout_data.advantages
+            if self.normalize_advantage:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+            # Policy gradient loss
+            policy_loss = -(advantages * log_prob).mean()
+
+            # Value loss using the TD(gae_lambda) target
+            value_loss = F.mse_loss(rollout_data.returns, values)
+
+            # Entropy loss favor exploration
+            if entropy is None:
+                # Approximate entropy when no analytical form
+                entropy_loss = -th.mean(-log_prob)
+            else:
+                entropy_loss = -th.mean(entropy)
+
+            loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
+            loss = self._jepa_add_loss(loss, rollout_data, embeddings)  # [JEPA]
+
+            # Optimization step
+            self.policy.optimizer.zero_grad()
+            loss.backward()
+
+            # Clip grad norm
+            th.nn.utils.clip_grad_norm_(self.policy.parameters(), self.max_grad_norm)
+            self.policy.optimizer.step()
+            self._jepa_after_step()  # [JEPA]
+
+        explained_var = explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten())
+
+        self._n_updates += 1
+        self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
+        self.logger.record("train/explained_variance", explained_var)
+        self.logger.record("train/entropy_loss", entropy_loss.item())
+        self.logger.record("train/policy_loss", policy_loss.item())
+        self.logger.record("train/value_loss", value_loss.item())
+        if hasattr(self.policy, "log_std"):
+            self.logger.record("train/std", th.exp(self.policy.log_std).mean().item())
+        self._jepa_log()  # [JEPA]

@@ -1,0 +1,248 @@
+"""
+The JEPA parts: the encoder E (:class:`JEPAFeaturesExtractor`), the action encoding and the
+action-conditioned predictor W (:class:`JEPAPredictor`), and the loss ``||W(E(s_t), a_t) - E(s_{t+1})||^2``.
+"""
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import torch as th
+import torch.nn.functional as F
+from gymnasium import spaces
+from stable_baselines3.common.preprocessing import is_image_space
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    NatureCNN,
+    create_mlp,
+)
+from torch import nn
+
+#: Where the target ``E(s_{t+1})`` comes from.
+#: ``online``: the encoder itself, gradient through both branches (the paper's Eq. 1);
+#: ``stop_grad``: the encoder itself, no gradient through the target (SimSiam, TD-MPC2);
+#: ``ema``: an exponential moving average of the encoder (BYOL, SPR).
+TARGET_MODES = ("online", "stop_grad", "ema")
+
+#: Hidden layers of the default encoder MLP for observations whose base extractor learns nothing (flatten).
+DEFAULT_VECTOR_ENCODER_ARCH = (64, 64)
+
+#: Hidden layers of the default predictor W.
+DEFAULT_PREDICTOR_ARCH = (256,)
+
+
+def check_target_mode(jepa_target: str) -> str:
+    """
+    :param jepa_target: the target mode to check
+    :return: ``jepa_target``, if it is one of :data:`TARGET_MODES`
+    """
+    if jepa_target not in TARGET_MODES:
+        raise ValueError(f"jepa_target must be one of {TARGET_MODES}, got {jepa_target!r}")
+    return jepa_target
+
+
+def check_net_arch(name: str, net_arch: Any) -> list[int]:
+    """
+    :param name: the argument's name, for the error message
+    :param net_arch: a sequence of layer widths
+    :return: the widths as a list of positive ints
+    """
+    if isinstance(net_arch, (str, bytes)) or not hasattr(net_arch, "__iter__"):
+        raise ValueError(f"{name} must be a list of positive ints (hidden layer widths), got {net_arch!r}")
+    widths = list(net_arch)
+    if not all(isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w > 0 for w in widths):
+        raise ValueError(f"{name} must be a list of positive ints (hidden layer widths), got {net_arch!r}")
+    return [int(w) for w in widths]
+
+
+def default_encoder_class(observation_space: spaces.Space) -> type[BaseFeaturesExtractor]:
+    """
+    The base extractor SB3 itself would pick for this space: ``CombinedExtractor`` for ``Dict``,
+    ``NatureCNN`` for images, ``FlattenExtractor`` otherwise.
+
+    :param observation_space: the observation space
+    :return: the features extractor class
+    """
+    if isinstance(observation_space, spaces.Dict):
+        return CombinedExtractor
+    if is_image_space(observation_space, check_channels=False):
+        return NatureCNN
+    return FlattenExtractor
+
+
+def has_parameters(module: nn.Module) -> bool:
+    """:return: whether ``module`` has any trainable parameter"""
+    return any(p.requires_grad for p in module.parameters())
+
+
+class JEPAFeaturesExtractor(BaseFeaturesExtractor):
+    """
+    The JEPA encoder E: any SB3 features extractor, optionally followed by an MLP.
+
+    Its output ``z = E(s)`` feeds the actor and the critic heads *and* the JEPA predictor, so the RL loss and
+    the world-model loss both train it. For vector observations the default is a learned MLP on top of the
+    flattened observation: a bare flatten has no parameters, so there would be nothing to learn or to collapse.
+
+    :param observation_space: the observation space
+    :param encoder_class: the base extractor (``NatureCNN``, ``FlattenExtractor``, ``CombinedExtractor`` or the
+        user's own ``BaseFeaturesExtractor`` subclass). ``None`` picks SB3's choice for the space
+        (see :func:`default_encoder_class`).
+    :param encoder_kwargs: keyword arguments for ``encoder_class``
+    :param net_arch: widths of the MLP layers applied after the base extractor, each followed by
+        ``activation_fn``. ``None`` means ``[64, 64]`` when the base extractor has no parameters, ``[]`` otherwise.
+    :param activation_fn: activation after each MLP layer
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        encoder_class: type[BaseFeaturesExtractor] | None = None,
+        encoder_kwargs: dict[str, Any] | None = None,
+        net_arch: list[int] | None = None,
+        activation_fn: type[nn.Module] = nn.Tanh,
+    ):
+        if encoder_class is None:
+            encoder_class = default_encoder_class(observation_space)
+        base = encoder_class(observation_space, **(encoder_kwargs or {}))
+        if net_arch is None:
+            net_arch = [] if has_parameters(base) else list(DEFAULT_VECTOR_ENCODER_ARCH)
+        net_arch = check_net_arch("net_arch", net_arch)
+        super().__init__(observation_space, net_arch[-1] if net_arch else base.features_dim)
+        self.encoder = base
+        self.head = nn.Sequential(*create_mlp(base.features_dim, -1, net_arch, activation_fn))
+        self.net_arch = net_arch
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.head(self.encoder(observations))
+
+
+class ActionEncoder(nn.Module):
+    """
+    Turns the actions stored in the rollout buffer into the predictor's input:
+    ``Discrete`` -> one-hot, ``MultiDiscrete`` -> one-hot per dimension, ``MultiBinary`` -> float,
+    ``Box`` -> the action the environment received (clipped to the space, or unscaled from ``[-1, 1]`` when
+    the policy squashes its output).
+
+    :param action_space: the action space
+    :param squash_output: whether the policy's Box actions are squashed to ``[-1, 1]`` (gSDE with
+        ``squash_output=True``); they are then unscaled to the space's bounds, as SB3 does before ``env.step``
+    """
+
+    low: th.Tensor
+    high: th.Tensor
+    starts: th.Tensor
+
+    def __init__(self, action_space: spaces.Space, squash_output: bool = False):
+        super().__init__()
+        self.action_space = action_space
+        self.squash_output = squash_output
+        if isinstance(action_space, spaces.Discrete):
+            self.dim = int(action_space.n)
+            starts = np.array([action_space.start])
+        elif isinstance(action_space, spaces.MultiDiscrete):
+            if action_space.nvec.ndim != 1:
+                raise ValueError(f"Only 1-D MultiDiscrete action spaces are supported, got nvec shape {action_space.nvec.shape}")
+            self.nvec = [int(n) for n in action_space.nvec]
+            self.dim = sum(self.nvec)
+            starts = np.asarray(getattr(action_space, "start", np.zeros_like(action_space.nvec)))
+        elif isinstance(action_space, spaces.MultiBinary):
+            self.dim = int(np.prod(action_space.shape))
+            starts = np.zeros(1)
+        elif isinstance(action_space, spaces.Box):
+            self.dim = int(np.prod(action_space.shape))
+            starts = np.zeros(1)
+            # Not persistent: derived from the action space, so they stay out of the state dict
+            self.register_buffer("low", th.as_tensor(action_space.low, dtype=th.float32).flatten(), persistent=False)
+            self.register_buffer("high", th.as_tensor(action_space.high, dtype=th.float32).flatten(), persistent=False)
+        else:
+            raise ValueError(f"Unsupported action space for the JEPA predictor: {action_space}")
+        self.register_buffer("starts", th.as_tensor(starts, dtype=th.long).flatten(), persistent=False)
+
+    def forward(self, actions: th.Tensor) -> th.Tensor:
+        batch = actions.shape[0]
+        if isinstance(self.action_space, spaces.Discrete):
+            return F.one_hot(actions.reshape(batch).long() - self.starts, self.dim).float()
+        if isinstance(self.action_space, spaces.MultiDiscrete):
+            indices = actions.reshape(batch, len(self.nvec)).long() - self.starts
+            return th.cat([F.one_hot(indices[:, i], n) for i, n in enumerate(self.nvec)], dim=1).float()
+        actions = actions.reshape(batch, self.dim).float()
+        if isinstance(self.action_space, spaces.Box):
+            if self.squash_output:
+                return self.low + 0.5 * (actions + 1.0) * (self.high - self.low)
+            # Rollout buffers store the unclipped Gaussian sample: clip it as SB3 does before env.step
+            return th.maximum(th.minimum(actions, self.high), self.low)
+        return actions
+
+
+class JEPAPredictor(nn.Module):
+    """
+    The action-conditioned predictor W: an MLP on ``concat(z_t, encode(a_t))`` that outputs ``z_{t+1}``'s estimate.
+
+    :param features_dim: the embedding size ``dim(z)``
+    :param action_space: the action space
+    :param net_arch: hidden layer widths
+    :param activation_fn: activation after each hidden layer
+    :param squash_output: see :class:`ActionEncoder`
+    """
+
+    def __init__(
+        self,
+        features_dim: int,
+        action_space: spaces.Space,
+        net_arch: list[int],
+        activation_fn: type[nn.Module] = nn.ReLU,
+        squash_output: bool = False,
+    ):
+        super().__init__()
+        self.action_encoder = ActionEncoder(action_space, squash_output=squash_output)
+        self.net = nn.Sequential(*create_mlp(features_dim + self.action_encoder.dim, features_dim, net_arch, activation_fn))
+
+    def forward(self, z: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        return self.net(th.cat([z, self.action_encoder(actions)], dim=1))
+
+
+def masked_prediction_loss(prediction: th.Tensor, target: th.Tensor, valid: th.Tensor) -> th.Tensor:
+    """
+    The JEPA loss of Eq. 1: mean over valid transitions of the squared L2 norm
+    ``||W(z_t, a_t) - z_{t+1}||^2`` (summed over embedding dimensions, not averaged).
+
+    :param prediction: ``W(z_t, a_t)``, shape ``(batch, dim)``
+    :param target: ``z_{t+1}``, shape ``(batch, dim)``
+    :param valid: 1 for transitions whose next observation is known, 0 otherwise, shape ``(batch,)``
+    :return: the scalar loss (0 if no transition is valid)
+    """
+    squared_error = (prediction - target).pow(2).sum(dim=1)
+    return (squared_error * valid).sum() / valid.sum().clamp(min=1.0)
+
+
+def warn_if_encoder_has_no_parameters(encoder: nn.Module) -> None:
+    """
+    Warn (once per call site, as ``warnings`` does) that a parameter-free encoder cannot learn from the JEPA loss.
+
+    :param encoder: the features extractor used as the encoder E
+    """
+    if not has_parameters(encoder):
+        warnings.warn(
+            f"The encoder {type(encoder).__name__} has no trainable parameters: the JEPA loss can only train "
+            "the predictor. Use JEPAFeaturesExtractor (the default of the JEPA policies) or a learned extractor.",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
+def check_finite_nonnegative(name: str, value: float) -> float:
+    """
+    :param name: the argument's name, for the error message
+    :param value: the number to check
+    :return: ``value`` as a float, if it is finite and >= 0
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number

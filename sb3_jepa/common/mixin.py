@@ -1,0 +1,256 @@
+"""
+What A2CJEPA and PPOJEPA share: argument checks, the buffer and policy choice, the capture of terminal and
+final observations, the JEPA loss, the target update and the ``jepa/`` metrics.
+
+The algorithms' ``train()`` methods are copies of SB3's with a few marked lines that call into this mixin.
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.common.utils import FloatSchedule
+from stable_baselines3.common.vec_env import VecEnv
+
+from sb3_jepa.common.buffers import (
+    JEPA_BUFFER_CLASSES,
+    JEPADictRolloutBuffer,
+    JEPADictRolloutBufferSamples,
+    JEPARolloutBuffer,
+    JEPARolloutBufferSamples,
+)
+from sb3_jepa.common.jepa import (
+    DEFAULT_PREDICTOR_ARCH,
+    check_finite_nonnegative,
+    check_net_arch,
+    check_target_mode,
+    masked_prediction_loss,
+)
+from sb3_jepa.common.metrics import collapse_metrics, prediction_cosine
+from sb3_jepa.common.policies import JEPAPolicyMixin, as_jepa_policy
+
+JEPASamples = JEPARolloutBufferSamples | JEPADictRolloutBufferSamples
+
+#: Keys of ``policy_kwargs`` that are set from the algorithm's own arguments
+_POLICY_KWARGS_FROM_ALGORITHM = ("jepa_target", "predictor_net_arch")
+
+
+@dataclass
+class _TrainStats:
+    """What one call of ``train()`` accumulates for the ``jepa/`` logs (never saved)."""
+
+    coef: float = 0.0
+    losses: list[float] = field(default_factory=list)
+    cosines: list[float] = field(default_factory=list)
+    last_embeddings: th.Tensor | None = None
+
+
+class JEPAOnPolicyMixin(OnPolicyAlgorithm):
+    """
+    Mixed into SB3's A2C and PPO (``class A2CJEPA(JEPAOnPolicyMixin, A2C)``). The subclass's ``__init__`` calls
+    :meth:`_init_jepa` before SB3's ``__init__``, and its copied ``train()`` calls :meth:`_jepa_train_start`,
+    :meth:`_jepa_add_loss`, :meth:`_jepa_after_step` and :meth:`_jepa_log`.
+    """
+
+    policy: JEPAPolicyMixin  # type: ignore[assignment]
+    rollout_buffer: JEPARolloutBuffer | JEPADictRolloutBuffer  # type: ignore[assignment]
+
+    jepa_coef: float | Schedule
+    jepa_target: str
+    jepa_tau: float
+    encoder_rl_grad: bool
+    predictor_net_arch: list[int]
+
+    def _init_jepa(
+        self,
+        jepa_coef: float | Schedule,
+        jepa_target: str,
+        jepa_tau: float,
+        encoder_rl_grad: bool,
+        predictor_net_arch: list[int] | None,
+        rollout_buffer_class: type[RolloutBuffer] | None,
+        policy_kwargs: dict[str, Any] | None,
+    ) -> None:
+        """
+        Check and store the JEPA arguments. Runs before SB3's ``__init__``, so bad input fails before any work.
+
+        :param jepa_coef: see the algorithm's docstring
+        :param jepa_target: see the algorithm's docstring
+        :param jepa_tau: see the algorithm's docstring
+        :param encoder_rl_grad: see the algorithm's docstring
+        :param predictor_net_arch: see the algorithm's docstring
+        :param rollout_buffer_class: the algorithm's ``rollout_buffer_class`` argument
+        :param policy_kwargs: the algorithm's ``policy_kwargs`` argument
+        """
+        if callable(jepa_coef):
+            for progress in (1.0, 0.0):
+                check_finite_nonnegative(f"jepa_coef (schedule at progress_remaining={progress})", jepa_coef(progress))
+        else:
+            jepa_coef = check_finite_nonnegative("jepa_coef", jepa_coef)
+        self.jepa_coef = jepa_coef
+        self.jepa_target = check_target_mode(jepa_target)
+        if isinstance(jepa_tau, bool) or not isinstance(jepa_tau, (int, float)) or not 0.0 < jepa_tau <= 1.0:
+            raise ValueError(f"jepa_tau must be a number in (0, 1] (1 copies the encoder at every step), got {jepa_tau!r}")
+        self.jepa_tau = float(jepa_tau)
+        if not isinstance(encoder_rl_grad, (bool, np.bool_)):
+            raise ValueError(f"encoder_rl_grad must be True or False, got {encoder_rl_grad!r}")
+        self.encoder_rl_grad = bool(encoder_rl_grad)
+        self.predictor_net_arch = check_net_arch(
+            "predictor_net_arch", DEFAULT_PREDICTOR_ARCH if predictor_net_arch is None else predictor_net_arch
+        )
+        if rollout_buffer_class is not None and not (
+            isinstance(rollout_buffer_class, type) and issubclass(rollout_buffer_class, JEPA_BUFFER_CLASSES)
+        ):
+            allowed = ", ".join(cls.__name__ for cls in JEPA_BUFFER_CLASSES)
+            raise ValueError(
+                f"rollout_buffer_class must be None or a subclass of {allowed} (buffers that carry next observations), "
+                f"got {rollout_buffer_class!r}"
+            )
+        for key in _POLICY_KWARGS_FROM_ALGORITHM:
+            if policy_kwargs is not None and key in policy_kwargs:
+                raise ValueError(f"Pass {key} as an argument of {type(self).__name__}, not in policy_kwargs")
+        self._jepa_train_stats = _TrainStats()
+        self._jepa_collecting_into: RolloutBuffer | None = None
+
+    def _excluded_save_params(self) -> list[str]:
+        return [*super()._excluded_save_params(), "_jepa_train_stats", "_jepa_collecting_into"]
+
+    def _setup_model(self) -> None:
+        is_dict = isinstance(self.observation_space, spaces.Dict)
+        if self.rollout_buffer_class is None:
+            self.rollout_buffer_class = JEPADictRolloutBuffer if is_dict else JEPARolloutBuffer
+        elif is_dict != issubclass(self.rollout_buffer_class, JEPADictRolloutBuffer):
+            expected = JEPADictRolloutBuffer if is_dict else JEPARolloutBuffer
+            raise ValueError(
+                f"rollout_buffer_class must be a subclass of {expected.__name__} for the observation space "
+                f"{self.observation_space}, got {self.rollout_buffer_class.__name__}"
+            )
+        self.policy_class = as_jepa_policy(self.policy_class)  # type: ignore[arg-type]
+        self.policy_kwargs = {
+            **self.policy_kwargs,
+            "jepa_target": self.jepa_target,
+            "predictor_net_arch": self.predictor_net_arch,
+        }
+        super()._setup_model()
+        self._jepa_coef_schedule = FloatSchedule(self.jepa_coef)
+        # Loaded models skip __init__'s _init_jepa: give them the transient state too
+        self._jepa_train_stats = _TrainStats()
+        self._jepa_collecting_into = None
+
+    # -- collecting transitions ------------------------------------------------------------------------------
+
+    def collect_rollouts(
+        self,
+        env: VecEnv,
+        callback: BaseCallback,
+        rollout_buffer: RolloutBuffer,
+        n_rollout_steps: int,
+    ) -> bool:
+        # SB3's collect_rollouts is not copied: terminal observations arrive through _update_info_buffer, which it
+        # calls once per step just before rollout_buffer.add, and the final observations are _last_obs after it
+        self._jepa_collecting_into = rollout_buffer
+        try:
+            complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
+        finally:
+            self._jepa_collecting_into = None
+        if complete and isinstance(rollout_buffer, JEPA_BUFFER_CLASSES):
+            assert self._last_obs is not None
+            rollout_buffer.add_final_observations(self._last_obs)
+        return complete
+
+    def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
+        super()._update_info_buffer(infos, dones)
+        buffer = self._jepa_collecting_into
+        if dones is not None and isinstance(buffer, JEPA_BUFFER_CLASSES):
+            buffer.add_terminal_observations(infos, dones)
+
+    # -- training: called from the marked lines of the copied train() ----------------------------------------
+
+    def _jepa_train_start(self) -> None:
+        """Start of ``train()``: read ``jepa_coef`` from its schedule and reset the logged statistics."""
+        coef = self._jepa_coef_schedule(self._current_progress_remaining)
+        check_finite_nonnegative(f"jepa_coef (schedule at progress_remaining={self._current_progress_remaining})", coef)
+        self._jepa_train_stats = _TrainStats(coef=coef)
+
+    def _jepa_add_loss(self, loss: th.Tensor, rollout_data: JEPASamples, embeddings: th.Tensor | None) -> th.Tensor:
+        """
+        :param loss: SB3's loss for this (mini)batch
+        :param rollout_data: the (mini)batch
+        :param embeddings: ``z = E(s_t)`` captured from ``evaluate_actions``
+        :return: ``loss + jepa_coef * jepa_loss`` (``loss`` itself when ``jepa_coef`` is 0)
+        """
+        if embeddings is None:
+            raise RuntimeError(
+                f"{type(self.policy).__name__}.evaluate_actions() did not run the encoder "
+                f"({type(self.policy.jepa_encoder).__name__}): the JEPA loss needs z = E(s_t) from that pass"
+            )
+        stats = self._jepa_train_stats
+        stats.last_embeddings = embeddings.detach()
+        if stats.coef == 0.0:
+            # Exactly SB3's loss: nothing is added to the graph, so jepa_coef=0 reproduces A2C/PPO bit for bit
+            return loss
+        prediction, target = self._jepa_prediction_and_target(rollout_data, embeddings)
+        jepa_loss = masked_prediction_loss(prediction, target, rollout_data.next_valid)
+        value = jepa_loss.item()
+        if not math.isfinite(value):
+            # Raised before backward() and the optimizer step: the weights stay as they were
+            raise FloatingPointError(
+                f"The JEPA loss is {value} (jepa_coef={stats.coef}): the embeddings or the predictor diverged. "
+                "Lower jepa_coef or the learning rate, or normalise the observations."
+            )
+        stats.losses.append(value)
+        stats.cosines.append(prediction_cosine(prediction, target, rollout_data.next_valid))
+        return loss + stats.coef * jepa_loss
+
+    def _jepa_prediction_and_target(self, data: JEPASamples, embeddings: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+        """
+        :param data: the (mini)batch
+        :param embeddings: ``z = E(s_t)`` for the batch's rows
+        :return: ``W(z_t, a_t)`` and the target ``z_{t+1}`` (gradient only in ``online`` mode)
+        """
+        policy = self.policy
+        if self.jepa_target == "ema":
+            with th.no_grad():
+                target = policy.jepa_encode(data.next_observations, target=True)
+        else:
+            # Reuse the encoder pass of evaluate_actions: only next observations that are not rows of this batch
+            # (terminal and final observations, and in PPO the successors outside the minibatch) are encoded
+            if _num_rows(data.next_extra_observations) > 0:
+                with th.set_grad_enabled(self.jepa_target == "online"):
+                    extra = policy.jepa_encode(data.next_extra_observations)
+                target = th.cat([embeddings, extra])[data.next_index]
+            else:
+                target = embeddings[data.next_index]
+            if self.jepa_target == "stop_grad":
+                target = target.detach()
+        return policy.jepa_predictor(embeddings, data.actions), target
+
+    def _jepa_after_step(self) -> None:
+        """After each optimizer step: move the ``ema`` target encoder."""
+        if self.jepa_target == "ema":
+            self.policy.jepa_update_target(self.jepa_tau)
+
+    def _jepa_log(self) -> None:
+        """End of ``train()``: log the ``jepa/`` metrics through SB3's logger."""
+        stats = self._jepa_train_stats
+        self.logger.record("jepa/coef", stats.coef)
+        if stats.losses:
+            self.logger.record("jepa/loss", float(np.mean(stats.losses)))
+            self.logger.record("jepa/pred_cosine", float(np.mean(stats.cosines)))
+        if stats.last_embeddings is not None and stats.last_embeddings.shape[0] >= 2:
+            for name, value in collapse_metrics(stats.last_embeddings.flatten(1)).items():
+                self.logger.record(f"jepa/{name}", value)
+        stats.last_embeddings = None
+
+
+def _num_rows(observations: th.Tensor | dict[str, th.Tensor]) -> int:
+    if isinstance(observations, dict):
+        return next(iter(observations.values())).shape[0]
+    return observations.shape[0]

@@ -1,0 +1,294 @@
+"""
+JEPA actor-critic policies: SB3's ``ActorCriticPolicy`` plus the predictor W and, for the ``ema`` target,
+a slowly updated copy of the encoder. The encoder E is the policy's (actor's) features extractor.
+"""
+
+import copy
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.torch_layers import (
+    BaseFeaturesExtractor,
+    CombinedExtractor,
+    FlattenExtractor,
+    NatureCNN,
+)
+from stable_baselines3.common.type_aliases import PyTorchObs, Schedule
+from stable_baselines3.common.utils import get_parameters_by_name, polyak_update
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from sb3_jepa.common.jepa import (
+    DEFAULT_PREDICTOR_ARCH,
+    JEPAFeaturesExtractor,
+    JEPAPredictor,
+    check_net_arch,
+    check_target_mode,
+    warn_if_encoder_has_no_parameters,
+)
+
+# Added to torch's initial seed to seed the predictor's initialisation (see JEPAPolicyMixin._build)
+_PREDICTOR_SEED_OFFSET = 0x4A455041
+
+
+class JEPAPolicyMixin(ActorCriticPolicy):
+    """
+    Turns an ``ActorCriticPolicy`` (SB3's or the user's own subclass) into a JEPA policy. The encoder E is
+    ``pi_features_extractor`` (the shared extractor by default); the mixin adds the predictor W and, for the
+    ``ema`` target mode, a target encoder, and lets the algorithm capture ``z = E(s)`` from the encoder pass
+    that ``evaluate_actions`` already does.
+
+    :param args: the base policy's positional arguments
+    :param jepa_target: where ``E(s_{t+1})`` comes from: ``online``, ``stop_grad`` or ``ema``
+        (see :data:`sb3_jepa.common.jepa.TARGET_MODES`). Only ``ema`` changes the policy (it adds
+        ``jepa_target_encoder``).
+    :param predictor_net_arch: hidden layer widths of the predictor W (default ``[256]``)
+    :param kwargs: the base policy's keyword arguments
+    """
+
+    jepa_target_encoder: nn.Module | None
+
+    def __init__(
+        self,
+        *args: Any,
+        jepa_target: str = "online",
+        predictor_net_arch: Sequence[int] | None = None,
+        **kwargs: Any,
+    ):
+        self.jepa_target = check_target_mode(jepa_target)
+        self.predictor_net_arch = check_net_arch(
+            "predictor_net_arch", DEFAULT_PREDICTOR_ARCH if predictor_net_arch is None else predictor_net_arch
+        )
+        self._jepa_hook: RemovableHandle | None = None
+        self._jepa_captured: list[th.Tensor] | None = None
+        super().__init__(*args, **kwargs)
+        warn_if_encoder_has_no_parameters(self.jepa_encoder)
+
+    @property
+    def jepa_encoder(self) -> BaseFeaturesExtractor:
+        """The encoder E: the actor's features extractor (shared with the critic unless ``share_features_extractor=False``)."""
+        return self.pi_features_extractor
+
+    def _build(self, lr_schedule: Schedule) -> None:
+        # The predictor exists before the optimizer is built, so that it trains with the rest of the policy.
+        # Its initialisation runs on a forked RNG so that it does not shift the random stream used by
+        # everything after: with jepa_coef=0 a JEPA model reproduces plain SB3 bit for bit.
+        with th.random.fork_rng(devices=[]):
+            th.manual_seed((th.initial_seed() + _PREDICTOR_SEED_OFFSET) % 2**63)
+            self.jepa_predictor = JEPAPredictor(
+                self.features_dim, self.action_space, self.predictor_net_arch, squash_output=self.squash_output
+            )
+        super()._build(lr_schedule)
+        # Created after the optimizer: the target encoder is never trained by gradients
+        if self.jepa_target == "ema":
+            self.jepa_target_encoder = copy.deepcopy(self.jepa_encoder).requires_grad_(False)
+        else:
+            self.jepa_target_encoder = None
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(jepa_target=self.jepa_target, predictor_net_arch=self.predictor_net_arch)
+        return data
+
+    def train(self, mode: bool = True) -> "JEPAPolicyMixin":
+        super().train(mode)
+        # The target encoder always gives deterministic targets (dropout off, BatchNorm on its running statistics)
+        if self.jepa_target_encoder is not None:
+            self.jepa_target_encoder.train(False)
+        return self
+
+    def jepa_capture_start(self, detach_encoder: bool = False) -> None:
+        """
+        Capture the next output of the encoder (call it just before ``evaluate_actions``).
+
+        :param detach_encoder: hand a detached copy of ``z`` to the rest of the policy, so that the RL loss does
+            not reach the encoder (the JEPA-only ablation); the captured ``z`` keeps its gradient
+        """
+        self.jepa_capture_stop()
+        captured: list[th.Tensor] = []
+
+        def hook(module: nn.Module, args: Any, output: th.Tensor) -> th.Tensor | None:
+            # One shot: only the first encoder pass (the one of evaluate_actions) is captured
+            self._remove_jepa_hook()
+            captured.append(output)
+            return output.detach() if detach_encoder else None
+
+        self._jepa_captured = captured
+        self._jepa_hook = self.jepa_encoder.register_forward_hook(hook)
+
+    def jepa_capture_stop(self) -> th.Tensor | None:
+        """
+        :return: the embeddings ``z`` captured since :meth:`jepa_capture_start`, or None if the encoder did not run
+        """
+        self._remove_jepa_hook()
+        captured, self._jepa_captured = self._jepa_captured, None
+        return captured[0] if captured else None
+
+    def _remove_jepa_hook(self) -> None:
+        if self._jepa_hook is not None:
+            self._jepa_hook.remove()
+            self._jepa_hook = None
+
+    def jepa_encode(self, obs: PyTorchObs, target: bool = False) -> th.Tensor:
+        """
+        Encode observations as the policy does (SB3's preprocessing, then the encoder).
+
+        :param obs: observations, as stored in the rollout buffer
+        :param target: use the ``ema`` target encoder instead of the encoder
+        :return: the embeddings
+        """
+        encoder = self.jepa_target_encoder if target else self.jepa_encoder
+        assert encoder is not None, "This policy has no target encoder (jepa_target is not 'ema')"
+        return encoder(preprocess_obs(obs, self.observation_space, normalize_images=self.normalize_images))
+
+    def jepa_update_target(self, tau: float) -> None:
+        """
+        Polyak update of the ``ema`` target encoder: ``target <- (1 - tau) * target + tau * encoder``.
+        BatchNorm running statistics are copied, as SB3's DQN and SAC do for their target networks.
+
+        :param tau: the soft update coefficient, in ``(0, 1]``
+        """
+        assert self.jepa_target_encoder is not None, "This policy has no target encoder (jepa_target is not 'ema')"
+        polyak_update(self.jepa_encoder.parameters(), self.jepa_target_encoder.parameters(), tau)
+        polyak_update(
+            get_parameters_by_name(self.jepa_encoder, ["running_"]),
+            get_parameters_by_name(self.jepa_target_encoder, ["running_"]),
+            1.0,
+        )
+
+
+class JEPAActorCriticPolicy(JEPAPolicyMixin):
+    """
+    JEPA actor-critic policy (the ``MlpPolicy`` of A2CJEPA and PPOJEPA).
+
+    Differences from SB3's ``ActorCriticPolicy``, all in the defaults: the features extractor is the JEPA encoder
+    (:class:`~sb3_jepa.common.jepa.JEPAFeaturesExtractor`: SB3's extractor for the space followed, when that
+    extractor has no parameters, by a ``[64, 64]`` tanh MLP), and ``net_arch`` defaults to ``[]``: the actor and
+    the critic are linear heads on ``z = E(s)``, as in the paper. Pass ``net_arch`` to add layers.
+
+    :param observation_space: Observation space
+    :param action_space: Action space
+    :param lr_schedule: Learning rate schedule (could be constant)
+    :param net_arch: The specification of the policy and value networks on top of the encoder
+    :param activation_fn: Activation function of ``net_arch``'s layers
+    :param ortho_init: Whether to use or not orthogonal initialization
+    :param use_sde: Whether to use State Dependent Exploration or not
+    :param log_std_init: Initial value for the log standard deviation
+    :param full_std: Whether to use (n_features x n_actions) parameters for the std instead of only (n_features,)
+        when using gSDE
+    :param use_expln: Use ``expln()`` function instead of ``exp()`` to ensure a positive standard deviation
+    :param squash_output: Whether to squash the output using a tanh function (gSDE only)
+    :param features_extractor_class: The encoder E
+    :param features_extractor_kwargs: Keyword arguments to pass to the encoder
+    :param share_features_extractor: If True, the encoder is shared between the policy and value networks;
+        if False, E is the actor's extractor and the critic has its own
+    :param normalize_images: Whether to normalize images or not, dividing by 255.0
+    :param optimizer_class: The optimizer to use
+    :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer
+    :param jepa_target: see :class:`JEPAPolicyMixin`
+    :param predictor_net_arch: see :class:`JEPAPolicyMixin`
+    """
+
+    #: the base extractor JEPAFeaturesExtractor wraps unless ``features_extractor_kwargs["encoder_class"]`` says otherwise
+    default_encoder_class: type[BaseFeaturesExtractor] = FlattenExtractor
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Schedule,
+        net_arch: list[int] | dict[str, list[int]] | None = None,
+        activation_fn: type[nn.Module] = nn.Tanh,
+        ortho_init: bool = True,
+        use_sde: bool = False,
+        log_std_init: float = 0.0,
+        full_std: bool = True,
+        use_expln: bool = False,
+        squash_output: bool = False,
+        features_extractor_class: type[BaseFeaturesExtractor] = JEPAFeaturesExtractor,
+        features_extractor_kwargs: dict[str, Any] | None = None,
+        share_features_extractor: bool = True,
+        normalize_images: bool = True,
+        optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
+        optimizer_kwargs: dict[str, Any] | None = None,
+        jepa_target: str = "online",
+        predictor_net_arch: Sequence[int] | None = None,
+    ):
+        if issubclass(features_extractor_class, JEPAFeaturesExtractor):
+            features_extractor_kwargs = self._encoder_kwargs(features_extractor_kwargs, normalize_images)
+        super().__init__(
+            observation_space,
+            action_space,
+            lr_schedule,
+            [] if net_arch is None else net_arch,
+            activation_fn,
+            ortho_init,
+            use_sde,
+            log_std_init,
+            full_std,
+            use_expln,
+            squash_output,
+            features_extractor_class,
+            features_extractor_kwargs,
+            share_features_extractor,
+            normalize_images,
+            optimizer_class,
+            optimizer_kwargs,
+            jepa_target=jepa_target,
+            predictor_net_arch=predictor_net_arch,
+        )
+
+    def _encoder_kwargs(self, kwargs: dict[str, Any] | None, normalize_images: bool) -> dict[str, Any]:
+        kwargs = dict(kwargs or {})
+        kwargs.setdefault("encoder_class", self.default_encoder_class)
+        # What SB3's BaseModel does for NatureCNN and CombinedExtractor themselves: with normalize_images=False,
+        # skip their check that images are uint8 in [0, 255]
+        if not normalize_images and issubclass(kwargs["encoder_class"], (NatureCNN, CombinedExtractor)):
+            encoder_kwargs = dict(kwargs.get("encoder_kwargs") or {})
+            encoder_kwargs.setdefault("normalized_image", True)
+            kwargs["encoder_kwargs"] = encoder_kwargs
+        return kwargs
+
+
+class JEPAActorCriticCnnPolicy(JEPAActorCriticPolicy):
+    """
+    JEPA actor-critic policy for images (the ``CnnPolicy``): the encoder is NatureCNN (wrapped in
+    :class:`~sb3_jepa.common.jepa.JEPAFeaturesExtractor`). Arguments are those of :class:`JEPAActorCriticPolicy`.
+    """
+
+    default_encoder_class = NatureCNN
+
+
+class JEPAMultiInputActorCriticPolicy(JEPAActorCriticPolicy):
+    """
+    JEPA actor-critic policy for ``Dict`` observations (the ``MultiInputPolicy``): the encoder is SB3's
+    CombinedExtractor (wrapped in :class:`~sb3_jepa.common.jepa.JEPAFeaturesExtractor`, with a ``[64, 64]`` MLP
+    on top when no key is an image). Arguments are those of :class:`JEPAActorCriticPolicy`.
+    """
+
+    default_encoder_class = CombinedExtractor
+
+
+@functools.cache
+def as_jepa_policy(policy_class: type[ActorCriticPolicy]) -> type[JEPAPolicyMixin]:
+    """
+    The JEPA version of an actor-critic policy class: the class itself if it is already one, else a subclass
+    mixing :class:`JEPAPolicyMixin` into it (its features extractor becomes the encoder E).
+
+    :param policy_class: an ``ActorCriticPolicy`` subclass
+    :return: a JEPA policy class
+    """
+    if not (isinstance(policy_class, type) and issubclass(policy_class, ActorCriticPolicy)):
+        raise ValueError(f"policy must be a policy name or an ActorCriticPolicy subclass, got {policy_class!r}")
+    if issubclass(policy_class, JEPAPolicyMixin):
+        return policy_class
+    return type(
+        f"JEPA{policy_class.__name__}",
+        (JEPAPolicyMixin, policy_class),
+        {"__module__": policy_class.__module__, "__doc__": f"{policy_class.__name__} with a JEPA predictor (sb3-jepa)."},
+    )

@@ -22,7 +22,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
-from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.type_aliases import DictRolloutBufferSamples, RolloutBufferSamples, TensorDict
 from stable_baselines3.common.vec_env import VecNormalize
@@ -87,7 +86,6 @@ class NextObservationMixin:
     n_envs: int
     pos: int
     device: th.device
-    observation_space: spaces.Space
     observations: Any
     obs_shape: Any
     generator_ready: bool
@@ -148,7 +146,9 @@ class NextObservationMixin:
 
         :param final_observations: one observation per env
         """
-        self.final_observations = self._map_obs(lambda o, s: np.asarray(o).reshape((self.n_envs, *s)), final_observations, self.obs_shape)
+        self.final_observations = self._map_obs(
+            lambda o, s: np.asarray(o).reshape((self.n_envs, *s)), final_observations, self.obs_shape
+        )
 
     def jepa_nbytes(self) -> int:
         """:return: the bytes this buffer holds beyond SB3's own buffer (terminal observations and index arrays)"""
@@ -296,4 +296,4 @@ class JEPADictRolloutBuffer(NextObservationMixin, DictRolloutBuffer):
 
 
 #: The buffer classes the JEPA algorithms accept (subclasses included)
-JEPA_BUFFER_CLASSES: tuple[type[RolloutBuffer], ...] = (JEPARolloutBuffer, JEPADictRolloutBuffer)
+JEPA_BUFFER_CLASSES = (JEPARolloutBuffer, JEPADictRolloutBuffer)

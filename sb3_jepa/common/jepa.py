@@ -144,7 +144,9 @@ class ActionEncoder(nn.Module):
             starts = np.array([action_space.start])
         elif isinstance(action_space, spaces.MultiDiscrete):
             if action_space.nvec.ndim != 1:
-                raise ValueError(f"Only 1-D MultiDiscrete action spaces are supported, got nvec shape {action_space.nvec.shape}")
+                raise ValueError(
+                    f"Only 1-D MultiDiscrete action spaces are supported, got nvec shape {action_space.nvec.shape}"
+                )
             self.nvec = [int(n) for n in action_space.nvec]
             self.dim = sum(self.nvec)
             starts = np.asarray(getattr(action_space, "start", np.zeros_like(action_space.nvec)))

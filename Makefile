@@ -1,0 +1,21 @@
+# Targets for developers; CI runs .ci/run, which runs the README's test command.
+PYTHON ?= python
+SOURCES = sb3_jepa tests benchmarks
+
+.PHONY: format lint type test check
+
+format:
+	$(PYTHON) -m ruff format $(SOURCES)
+	$(PYTHON) -m ruff check --fix $(SOURCES)
+
+lint:
+	$(PYTHON) -m ruff format --check $(SOURCES)
+	$(PYTHON) -m ruff check $(SOURCES)
+
+type:
+	$(PYTHON) -m mypy
+
+test:
+	$(PYTHON) -m pytest -n 2
+
+check: lint type test

@@ -1,0 +1,237 @@
+"""A2CJEPA and PPOJEPA: the loss, its options, its metrics and its errors."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.envs import IdentityEnvBox
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_jepa import A2CJEPA, PPOJEPA, JEPAFeaturesExtractor
+from sb3_jepa.common.jepa import ActionEncoder
+from tests.helpers import CountingEnv, SeededImageEnv
+
+ALGOS = [A2CJEPA, PPOJEPA]
+SMALL = {A2CJEPA: dict(n_steps=8), PPOJEPA: dict(n_steps=32, batch_size=16, n_epochs=2)}
+BASE = {A2CJEPA: A2C, PPOJEPA: PPO}
+METRICS = ("loss", "coef", "embedding_std", "effective_rank", "participation_ratio", "pred_cosine")
+
+
+def small_image_env() -> SeededImageEnv:
+    return SeededImageEnv(size=36)
+
+
+def jepa_free_params(model) -> list[th.Tensor]:
+    return [p for name, p in model.policy.state_dict().items() if not name.startswith("jepa_")]
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_zero_coef_reproduces_sb3_mlp(algo_cls):
+    """jepa_coef=0 is SB3's A2C/PPO, bit for bit, given the same architecture and seed."""
+    base = BASE[algo_cls](
+        "MlpPolicy",
+        "CartPole-v1",
+        seed=3,
+        policy_kwargs=dict(
+            net_arch=[],
+            features_extractor_class=JEPAFeaturesExtractor,
+            features_extractor_kwargs=dict(encoder_class=FlattenExtractor),
+        ),
+        **SMALL[algo_cls],
+    ).learn(4 * SMALL[algo_cls]["n_steps"])
+    # Built after base has learnt: SB3 seeds the global RNGs at construction
+    jepa = algo_cls("MlpPolicy", "CartPole-v1", seed=3, jepa_coef=0.0, **SMALL[algo_cls])
+    before = [p.clone() for p in jepa_free_params(jepa)]
+    jepa.learn(4 * SMALL[algo_cls]["n_steps"])
+    base_params, jepa_params = jepa_free_params(base), jepa_free_params(jepa)
+    assert len(base_params) == len(jepa_params)
+    for p_base, p_jepa in zip(base_params, jepa_params, strict=True):
+        assert th.equal(p_base, p_jepa)
+    assert any(not th.equal(p, q) for p, q in zip(jepa_params, before, strict=True))
+    np.testing.assert_array_equal(base.rollout_buffer.actions, jepa.rollout_buffer.actions)
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_zero_coef_reproduces_sb3_cnn(algo_cls):
+    """Against SB3's own CnnPolicy (NatureCNN, linear heads): identical values, only the key names differ."""
+    base = BASE[algo_cls]("CnnPolicy", small_image_env(), seed=5, **SMALL[algo_cls]).learn(2 * SMALL[algo_cls]["n_steps"])
+    jepa = algo_cls("CnnPolicy", small_image_env(), seed=5, jepa_coef=0.0, **SMALL[algo_cls])
+    jepa.learn(2 * SMALL[algo_cls]["n_steps"])
+    for p_base, p_jepa in zip(base.policy.state_dict().values(), jepa_free_params(jepa), strict=True):
+        assert th.equal(p_base, p_jepa)
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_positive_coef_changes_training(algo_cls):
+    runs = [algo_cls("MlpPolicy", "CartPole-v1", seed=3, jepa_coef=coef, **SMALL[algo_cls]) for coef in (0.0, 1.0)]
+    for model in runs:
+        model.learn(2 * SMALL[algo_cls]["n_steps"])
+    encoder_params = [list(m.policy.features_extractor.parameters()) for m in runs]
+    assert any(not th.equal(p, q) for p, q in zip(*encoder_params, strict=True))
+    # The predictor trains only when the loss is on
+    predictor_0, predictor_1 = (m.policy.jepa_predictor.state_dict() for m in runs)
+    initial = algo_cls("MlpPolicy", "CartPole-v1", seed=3, **SMALL[algo_cls]).policy.jepa_predictor.state_dict()
+    assert all(th.equal(predictor_0[k], initial[k]) for k in initial)
+    assert any(not th.equal(predictor_1[k], initial[k]) for k in initial)
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_metrics_logged(tmp_path, algo_cls):
+    model = algo_cls("MlpPolicy", "CartPole-v1", seed=0, jepa_coef=LinearSchedule(1.0, 0.5, 1.0), **SMALL[algo_cls])
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(4 * SMALL[algo_cls]["n_steps"], log_interval=1)
+    with open(tmp_path / "progress.csv") as file:
+        rows = list(csv.DictReader(file))
+    # Logged at the first dump after each train(): every row but the first
+    assert len(rows) == 4
+    log = {key: [float(row[key]) for row in rows[1:]] for key in rows[0] if key.startswith("jepa/")}
+    assert set(log) == {f"jepa/{name}" for name in METRICS}
+    assert all(value >= 0 for value in log["jepa/loss"])
+    assert all(-1 <= value <= 1 for value in log["jepa/pred_cosine"])
+    assert all(value >= 1 for value in log["jepa/effective_rank"])
+    # The coefficient follows its schedule, from 1 towards 0.5
+    assert log["jepa/coef"][0] > log["jepa/coef"][-1] >= 0.5
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_zero_coef_still_logs_collapse_metrics(tmp_path, algo_cls):
+    model = algo_cls("MlpPolicy", "CartPole-v1", seed=0, jepa_coef=0.0, **SMALL[algo_cls])
+    model.learn(2 * SMALL[algo_cls]["n_steps"])
+    logged = model.logger.name_to_value
+    assert logged["jepa/coef"] == 0.0
+    assert logged["jepa/embedding_std"] > 0 and logged["jepa/effective_rank"] > 1
+    assert "jepa/loss" not in logged
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_encoder_rl_grad_false_detaches_encoder_from_rl_loss(algo_cls):
+    # Without the JEPA loss, the detached encoder receives no gradient at all while the heads still learn
+    model = algo_cls("MlpPolicy", "CartPole-v1", seed=0, jepa_coef=0.0, encoder_rl_grad=False, **SMALL[algo_cls])
+    encoder_before = [p.clone() for p in model.policy.features_extractor.parameters()]
+    heads_before = [p.clone() for p in model.policy.action_net.parameters()]
+    model.learn(2 * SMALL[algo_cls]["n_steps"])
+    assert all(th.equal(p, q) for p, q in zip(model.policy.features_extractor.parameters(), encoder_before, strict=True))
+    assert any(not th.equal(p, q) for p, q in zip(model.policy.action_net.parameters(), heads_before, strict=True))
+    # With it, only the JEPA loss trains the encoder
+    model = algo_cls("MlpPolicy", "CartPole-v1", seed=0, jepa_coef=1.0, encoder_rl_grad=False, **SMALL[algo_cls])
+    encoder_before = [p.clone() for p in model.policy.features_extractor.parameters()]
+    model.learn(2 * SMALL[algo_cls]["n_steps"])
+    assert any(not th.equal(p, q) for p, q in zip(model.policy.features_extractor.parameters(), encoder_before, strict=True))
+
+
+def one_batch(model):
+    model.learn(SMALL[type(model)]["n_steps"])
+    return next(model.rollout_buffer.get(16))
+
+
+@pytest.mark.parametrize("target", ["online", "stop_grad", "ema"])
+def test_target_modes_gradient_paths(target):
+    model = PPOJEPA(
+        "MlpPolicy", DummyVecEnv([CountingEnv, lambda: CountingEnv(1)]), seed=0, jepa_target=target, **SMALL[PPOJEPA]
+    )
+    batch = one_batch(model)
+    z = model.policy.jepa_encode(batch.observations)
+    prediction, next_z = model._jepa_prediction_and_target(batch, z)
+    assert prediction.requires_grad
+    assert next_z.requires_grad == (target == "online")
+    # The target is E(s_{t+1}) (or its EMA copy) of the true next observations
+    encoder_target = model.policy.jepa_encode(batch.next_observations, target=target == "ema")
+    th.testing.assert_close(next_z, encoder_target)
+    assert (model.policy.jepa_target_encoder is not None) == (target == "ema")
+
+
+def test_ema_target_follows_encoder():
+    model = A2CJEPA("MlpPolicy", "CartPole-v1", seed=0, jepa_target="ema", jepa_tau=0.5, **SMALL[A2CJEPA])
+    encoder, target = model.policy.features_extractor, model.policy.jepa_target_encoder
+    assert all(th.equal(p, q) for p, q in zip(encoder.parameters(), target.parameters(), strict=True))
+    assert not any(p.requires_grad for p in target.parameters())
+    model.learn(SMALL[A2CJEPA]["n_steps"])
+    before = [p.clone() for p in target.parameters()]
+    model.learn(SMALL[A2CJEPA]["n_steps"], reset_num_timesteps=False)
+    # One optimizer step per A2C update: target = 0.5 * old target + 0.5 * encoder
+    for p_target, p_before, p_encoder in zip(target.parameters(), before, encoder.parameters(), strict=True):
+        th.testing.assert_close(p_target, 0.5 * p_before + 0.5 * p_encoder)
+    assert any(not th.equal(p, q) for p, q in zip(target.parameters(), encoder.parameters(), strict=True))
+    model.policy.set_training_mode(True)
+    assert model.policy.training and not target.training
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_non_finite_jepa_loss_raises_before_the_step(algo_cls):
+    model = algo_cls("MlpPolicy", "CartPole-v1", seed=0, **SMALL[algo_cls])
+    model.learn(SMALL[algo_cls]["n_steps"])
+    with th.no_grad():
+        model.policy.jepa_predictor.net[-1].bias.fill_(math.inf)
+    before = {k: v.clone() for k, v in model.policy.state_dict().items()}
+    optimizer_state = str(model.policy.optimizer.state_dict()["state"])
+    with pytest.raises(FloatingPointError, match="JEPA loss"):
+        model.learn(SMALL[algo_cls]["n_steps"], reset_num_timesteps=False)
+    after = model.policy.state_dict()
+    assert all(th.equal(before[k], after[k]) for k in before)
+    assert str(model.policy.optimizer.state_dict()["state"]) == optimizer_state
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(jepa_coef=-0.1), "jepa_coef must be a finite number >= 0"),
+        (dict(jepa_coef=math.nan), "jepa_coef must be a finite number >= 0"),
+        (dict(jepa_coef=math.inf), "jepa_coef must be a finite number >= 0"),
+        (dict(jepa_coef="big"), "jepa_coef must be a finite number >= 0"),
+        (dict(jepa_coef=lambda progress: progress - 0.5), r"jepa_coef \(schedule at progress_remaining=0.0\)"),
+        (dict(jepa_target="target"), r"jepa_target must be one of \('online', 'stop_grad', 'ema'\)"),
+        (dict(jepa_tau=0.0), r"jepa_tau must be a number in \(0, 1\]"),
+        (dict(jepa_tau=1.5), r"jepa_tau must be a number in \(0, 1\]"),
+        (dict(encoder_rl_grad="no"), "encoder_rl_grad must be True or False"),
+        (dict(predictor_net_arch=[64, 0]), "predictor_net_arch must be a list of positive ints"),
+        (dict(predictor_net_arch=64), "predictor_net_arch must be a list of positive ints"),
+        (
+            dict(rollout_buffer_class=__import__("stable_baselines3").common.buffers.RolloutBuffer),
+            "rollout_buffer_class must be None or a subclass of JEPARolloutBuffer",
+        ),
+        (dict(policy_kwargs=dict(jepa_target="ema")), "Pass jepa_target as an argument of"),
+    ],
+)
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_bad_arguments_fail_before_any_work(algo_cls, kwargs, message):
+    # The env id does not exist: an error about it would mean work (env creation) happened before the check
+    with pytest.raises(ValueError, match=message):
+        algo_cls("MlpPolicy", "NoSuchEnv-v0", **kwargs)
+
+
+def test_dict_buffer_class_mismatch():
+    from sb3_jepa import JEPADictRolloutBuffer
+
+    with pytest.raises(ValueError, match="JEPARolloutBuffer for the observation space"):
+        A2CJEPA("MlpPolicy", "CartPole-v1", rollout_buffer_class=JEPADictRolloutBuffer)
+
+
+def test_action_encoder():
+    from gymnasium import spaces
+
+    box = ActionEncoder(spaces.Box(low=-1.0, high=2.0, shape=(2,)))
+    th.testing.assert_close(box(th.tensor([[-3.0, 5.0], [0.5, 1.0]])), th.tensor([[-1.0, 2.0], [0.5, 1.0]]))
+    squashed = ActionEncoder(spaces.Box(low=-1.0, high=3.0, shape=(1,)), squash_output=True)
+    th.testing.assert_close(squashed(th.tensor([[-1.0], [0.0], [1.0]])), th.tensor([[-1.0], [1.0], [3.0]]))
+    discrete = ActionEncoder(spaces.Discrete(3, start=1))
+    th.testing.assert_close(discrete(th.tensor([[1.0], [3.0]])), th.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    multi = ActionEncoder(spaces.MultiDiscrete([2, 3]))
+    th.testing.assert_close(multi(th.tensor([[1.0, 2.0]])), th.tensor([[0.0, 1.0, 0.0, 0.0, 1.0]]))
+    binary = ActionEncoder(spaces.MultiBinary(3))
+    th.testing.assert_close(binary(th.tensor([[1, 0, 1]])), th.tensor([[1.0, 0.0, 1.0]]))
+    assert (box.dim, discrete.dim, multi.dim, binary.dim) == (2, 3, 5, 3)
+
+
+def test_box_actions_reach_predictor_clipped():
+    model = PPOJEPA("MlpPolicy", IdentityEnvBox(-0.1, 0.1), seed=0, policy_kwargs=dict(log_std_init=2.0), **SMALL[PPOJEPA])
+    batch = one_batch(model)
+    stored = batch.actions
+    assert stored.abs().max() > 0.1  # the Gaussian samples leave the box...
+    encoded = model.policy.jepa_predictor.action_encoder(stored)
+    assert encoded.abs().max() <= 0.1 + 1e-6  # ...the predictor sees what the env received

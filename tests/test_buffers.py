@@ -1,0 +1,191 @@
+"""The rollout buffers give every transition its true next observation, with almost no extra memory."""
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import FakeImageEnv
+from stable_baselines3.common.vec_env import (
+    DummyVecEnv,
+    SubprocVecEnv,
+    VecEnv,
+    VecEnvWrapper,
+    VecFrameStack,
+    VecNormalize,
+)
+
+from sb3_jepa import A2CJEPA, PPOJEPA, JEPADictRolloutBuffer, JEPARolloutBuffer
+from sb3_jepa.common.buffers import JEPADictRolloutBufferSamples, JEPARolloutBufferSamples
+from tests.helpers import CountingEnv, state_of
+
+N_STEPS = 8
+STEP = np.array([0.0, 0.0, 1.0], dtype=np.float32)
+
+
+def recording(algo_cls: type) -> type:
+    """``algo_cls`` that records every sample its rollout buffer gives before each train()"""
+
+    class Recording(algo_cls):  # type: ignore[misc, valid-type]
+        def train(self) -> None:
+            batch_size = getattr(self, "batch_size", None)
+            self.recorded.append(list(self.rollout_buffer.get(batch_size)))
+            super().train()
+
+    return Recording
+
+
+def run(algo_cls: type, venv: VecEnv, n_rollouts: int = 3, **kwargs) -> list[list[JEPARolloutBufferSamples]]:
+    extra = dict(batch_size=4 * venv.num_envs, n_epochs=1) if algo_cls is PPOJEPA else {}
+    policy = "MultiInputPolicy" if isinstance(venv.observation_space, spaces.Dict) else "MlpPolicy"
+    model = recording(algo_cls)(policy, venv, n_steps=N_STEPS, seed=0, **extra, **kwargs)
+    model.recorded = []
+    model.learn(n_rollouts * N_STEPS * venv.num_envs)
+    assert len(model.recorded) == n_rollouts
+    return model.recorded
+
+
+def check_rows(rollouts: list, decode: Callable[[np.ndarray], np.ndarray], n_rows: int) -> None:
+    """Every valid row's next observation decodes to the same (env, episode) with step + 1."""
+    for batches in rollouts:
+        assert sum(len(b.next_valid) for b in batches) == n_rows
+        for batch in batches:
+            assert isinstance(batch, (JEPARolloutBufferSamples, JEPADictRolloutBufferSamples))
+            assert th.all(batch.next_valid == 1.0)
+            current, following = decode(state_of(batch.observations)), decode(state_of(batch.next_observations))
+            np.testing.assert_allclose(following, current + STEP, atol=1e-3)
+            # The compact form the loss uses gives the same rows
+            compact = (
+                {
+                    key: th.cat([batch.observations[key], batch.next_extra_observations[key]])[batch.next_index]
+                    for key in batch.observations
+                }
+                if isinstance(batch.observations, dict)
+                else th.cat([batch.observations, batch.next_extra_observations])[batch.next_index]
+            )
+            np.testing.assert_array_equal(state_of(compact), state_of(batch.next_observations))
+
+
+def identity(rows: np.ndarray) -> np.ndarray:
+    return rows
+
+
+@pytest.mark.parametrize("algo_cls", [A2CJEPA, PPOJEPA])
+@pytest.mark.parametrize("n_envs", [1, 3])
+def test_next_observations_dummy(algo_cls, n_envs):
+    venv = DummyVecEnv([lambda i=i: CountingEnv(i) for i in range(n_envs)])
+    rollouts = run(algo_cls, venv)
+    check_rows(rollouts, identity, N_STEPS * n_envs)
+    if algo_cls is A2CJEPA:
+        # One batch per rollout: the only next observations to encode again are the terminal and final ones
+        for (batch,) in rollouts:
+            n_extra = len(batch.next_extra_observations)
+            assert n_envs < n_extra < N_STEPS * n_envs
+
+
+@pytest.mark.parametrize("algo_cls", [A2CJEPA, PPOJEPA])
+def test_next_observations_subproc(algo_cls):
+    venv = SubprocVecEnv([lambda i=i: CountingEnv(i) for i in range(2)])
+    try:
+        check_rows(run(algo_cls, venv, n_rollouts=2), identity, N_STEPS * 2)
+    finally:
+        venv.close()
+
+
+@pytest.mark.parametrize("algo_cls", [A2CJEPA, PPOJEPA])
+def test_next_observations_frame_stack(algo_cls):
+    venv = VecFrameStack(DummyVecEnv([lambda i=i: CountingEnv(i) for i in range(3)]), n_stack=2)
+
+    def last_frame(rows: np.ndarray) -> np.ndarray:
+        return rows[:, 3:]
+
+    rollouts = run(algo_cls, venv)
+    check_rows(rollouts, last_frame, N_STEPS * 3)
+    for batches in rollouts:
+        for batch in batches:
+            # s_{t+1}'s older frame is s_t's newer frame: never the zero padding of a reset stack
+            np.testing.assert_array_equal(state_of(batch.next_observations)[:, :3], state_of(batch.observations)[:, 3:])
+
+
+@pytest.mark.parametrize("algo_cls", [A2CJEPA, PPOJEPA])
+def test_next_observations_vec_normalize(algo_cls):
+    venv = VecNormalize(DummyVecEnv([lambda i=i: CountingEnv(i) for i in range(2)]), training=False, norm_reward=False)
+    # Fixed statistics: normalisation is then an exactly invertible affine map
+    venv.obs_rms.mean = np.array([1.0, 2.0, 3.0])
+    venv.obs_rms.var = np.array([4.0, 9.0, 16.0])
+    venv.clip_obs = 1e6
+
+    rollouts = run(algo_cls, venv)
+    check_rows(rollouts, venv.unnormalize_obs, N_STEPS * 2)
+
+
+@pytest.mark.parametrize("algo_cls", [A2CJEPA, PPOJEPA])
+def test_next_observations_dict(algo_cls):
+    venv = DummyVecEnv([lambda i=i: CountingEnv(i, dict_obs=True) for i in range(2)])
+    rollouts = run(algo_cls, venv)
+    check_rows(rollouts, identity, N_STEPS * 2)
+    for batches in rollouts:
+        for batch in batches:
+            assert isinstance(batch, JEPADictRolloutBufferSamples)
+            np.testing.assert_array_equal(
+                batch.next_observations["parity"].cpu().numpy().ravel(), (state_of(batch.next_observations)[:, 2] % 2)
+            )
+
+
+class DropTerminalObservation(VecEnvWrapper):
+    """A VecEnv that, unlike SB3's, does not report terminal observations"""
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for info in infos:
+            info.pop("terminal_observation", None)
+        return obs, rewards, dones, infos
+
+
+def test_missing_terminal_observation_is_masked():
+    venv = DropTerminalObservation(DummyVecEnv([lambda: CountingEnv(0)]))
+    with pytest.warns(UserWarning, match="terminal_observation"):
+        rollouts = run(A2CJEPA, venv, n_rollouts=2)
+    for (batch,) in rollouts:
+        valid = batch.next_valid.cpu().numpy().astype(bool)
+        assert not valid.all() and valid.any()
+        np.testing.assert_allclose(state_of(batch.next_observations)[valid], state_of(batch.observations)[valid] + STEP)
+
+
+def test_default_buffer_classes():
+    assert isinstance(A2CJEPA("MlpPolicy", DummyVecEnv([CountingEnv])).rollout_buffer, JEPARolloutBuffer)
+    dict_env = DummyVecEnv([lambda: CountingEnv(dict_obs=True)])
+    assert isinstance(PPOJEPA("MultiInputPolicy", dict_env, n_steps=8, batch_size=8).rollout_buffer, JEPADictRolloutBuffer)
+
+
+class LongEpisodeImageEnv(FakeImageEnv):
+    """Atari-shaped frames with Atari-like episode lengths (hundreds of steps)"""
+
+    def __init__(self, ep_length: int):
+        super().__init__(screen_height=84, screen_width=84, n_channels=1)
+        self.ep_length = ep_length
+
+
+def test_extra_memory_on_atari_sized_rollout():
+    # PPO's Atari setting: 8 envs x 128 steps of 4 stacked 84x84 frames (the observation array is 28.9 MB)
+    venv = VecFrameStack(make_vec_env(lambda: LongEpisodeImageEnv(ep_length=400), n_envs=8), n_stack=4)
+    model = PPOJEPA("CnnPolicy", venv, n_steps=128, batch_size=256, n_epochs=1, seed=0)
+    _, callback = model._setup_learn(total_timesteps=128 * 8 * 2)
+    buffer = model.rollout_buffer
+    extra_ratios = []
+    for _ in range(2):
+        model.collect_rollouts(model.env, callback, buffer, n_rollout_steps=128)
+        n_terminal = len(buffer.terminal_observations)
+        list(buffer.get(256))  # builds the index arrays
+        frame_stack_bytes = 4 * 84 * 84
+        expected = n_terminal * frame_stack_bytes + buffer.next_source.nbytes + 2 * 8 * 128 * 8
+        assert buffer.jepa_nbytes() == expected
+        extra_ratios.append(buffer.jepa_nbytes() / buffer.observations.nbytes)
+    assert buffer.observations.nbytes == 128 * 8 * 4 * 84 * 84
+    # A full next_observations array would be a ratio of 1.0; terminal observations + indices stay under 1%
+    assert max(extra_ratios) < 0.01, extra_ratios

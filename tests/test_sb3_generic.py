@@ -1,0 +1,153 @@
+"""
+The subclasses behave as SB3's own A2C and PPO do, in the spirit of SB3's generic tests: spaces, Dict
+observations, images, callbacks, determinism, train/eval mode, gSDE, wrappers and the logger.
+"""
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback, StopTrainingOnMaxEpisodes
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.envs import (
+    IdentityEnv,
+    IdentityEnvBox,
+    IdentityEnvMultiBinary,
+    IdentityEnvMultiDiscrete,
+    SimpleMultiObsEnv,
+)
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, get_flattened_obs_dim
+from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNormalize, VecTransposeImage
+from torch import nn
+
+from sb3_jepa import A2CJEPA, PPOJEPA
+from tests.helpers import SeededImageEnv
+
+ALGOS = [A2CJEPA, PPOJEPA]
+SMALL = {A2CJEPA: dict(n_steps=8), PPOJEPA: dict(n_steps=32, batch_size=16, n_epochs=2)}
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+@pytest.mark.parametrize(
+    "env",
+    [IdentityEnv(4), IdentityEnvBox(), IdentityEnvMultiBinary(3), IdentityEnvMultiDiscrete(3)],
+    ids=["discrete", "box", "multibinary", "multidiscrete"],
+)
+def test_action_spaces(algo_cls, env):
+    model = algo_cls("MlpPolicy", env, seed=0, **SMALL[algo_cls]).learn(2 * SMALL[algo_cls]["n_steps"])
+    obs, _ = env.reset()
+    action, _ = model.predict(obs, deterministic=True)
+    assert env.action_space.contains(action.astype(env.action_space.dtype))
+    assert model.logger.name_to_value["jepa/loss"] > 0
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+@pytest.mark.parametrize("wrapper", [None, "frame_stack", "normalize"])
+def test_dict_observations(algo_cls, wrapper):
+    env = DummyVecEnv([lambda: SimpleMultiObsEnv(random_start=True)])
+    if wrapper == "frame_stack":
+        env = VecFrameStack(env, n_stack=2)
+    elif wrapper == "normalize":
+        env = VecNormalize(env, norm_obs_keys=["vec"])
+    model = algo_cls("MultiInputPolicy", env, seed=0, **SMALL[algo_cls]).learn(2 * SMALL[algo_cls]["n_steps"])
+    evaluate_policy(model, env, n_eval_episodes=1, warn=False)
+    assert np.isfinite(model.logger.name_to_value["jepa/loss"])
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+@pytest.mark.parametrize("channel_first", [False, True])
+def test_images(algo_cls, channel_first):
+    env = DummyVecEnv([lambda: SeededImageEnv(size=40, n_channels=2)])
+    if channel_first:
+        env = VecTransposeImage(env)
+    model = algo_cls("CnnPolicy", env, seed=0, **SMALL[algo_cls]).learn(SMALL[algo_cls]["n_steps"])
+    assert model.policy.features_dim == 512
+    model.predict(env.reset(), deterministic=True)
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_callbacks(tmp_path, algo_cls):
+    eval_env = make_vec_env("CartPole-v1", n_envs=1)
+    callbacks = [
+        EvalCallback(eval_env, eval_freq=SMALL[algo_cls]["n_steps"], n_eval_episodes=1, log_path=str(tmp_path), warn=False),
+        CheckpointCallback(save_freq=SMALL[algo_cls]["n_steps"], save_path=str(tmp_path), name_prefix="jepa"),
+        StopTrainingOnMaxEpisodes(max_episodes=1000),
+    ]
+    model = algo_cls("MlpPolicy", "CartPole-v1", seed=0, **SMALL[algo_cls]).learn(
+        2 * SMALL[algo_cls]["n_steps"], callback=callbacks
+    )
+    checkpoints = sorted(tmp_path.glob("jepa_*_steps.zip"))
+    assert checkpoints
+    # A checkpoint saved in the middle of a rollout loads and trains
+    algo_cls.load(checkpoints[0], env=model.get_env()).learn(SMALL[algo_cls]["n_steps"])
+    assert (tmp_path / "evaluations.npz").exists()
+
+
+def test_stop_training_callback_ends_learn():
+    model = PPOJEPA("MlpPolicy", "CartPole-v1", seed=0, **SMALL[PPOJEPA])
+    model.learn(10_000, callback=StopTrainingOnMaxEpisodes(max_episodes=2))
+    assert model.num_timesteps < 10_000
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_deterministic_given_seed(algo_cls):
+    results = []
+    for _ in range(2):
+        model = algo_cls("MlpPolicy", "CartPole-v1", seed=7, jepa_target="ema", **SMALL[algo_cls])
+        model.learn(3 * SMALL[algo_cls]["n_steps"])
+        results.append(model.policy.state_dict())
+    assert all(th.equal(results[0][key], results[1][key]) for key in results[0])
+
+
+class FlattenBatchNormDropoutExtractor(BaseFeaturesExtractor):
+    """SB3's test_train_eval_mode extractor"""
+
+    def __init__(self, observation_space):
+        super().__init__(observation_space, get_flattened_obs_dim(observation_space))
+        self.flatten = nn.Flatten()
+        self.batch_norm = nn.BatchNorm1d(self._features_dim)
+        self.dropout = nn.Dropout(0.5)
+
+    def forward(self, observations):
+        return self.dropout(self.batch_norm(self.flatten(observations)))
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_train_and_eval_mode(algo_cls):
+    policy_kwargs = dict(net_arch=[16, 16], features_extractor_class=FlattenBatchNormDropoutExtractor)
+    model = algo_cls("MlpPolicy", "CartPole-v1", seed=1, policy_kwargs=policy_kwargs, jepa_target="ema", **SMALL[algo_cls])
+    batch_norm = model.policy.features_extractor.batch_norm
+    bias, mean = batch_norm.bias.clone(), batch_norm.running_mean.clone()
+    model.learn(2 * SMALL[algo_cls]["n_steps"])
+    assert not th.isclose(bias, batch_norm.bias).all()
+    assert not th.isclose(mean, batch_norm.running_mean).all()
+    # The EMA target copies the running statistics and stays in eval mode
+    assert th.equal(model.policy.jepa_target_encoder.batch_norm.running_mean, batch_norm.running_mean)
+    # Predictions do not train: same action, same statistics
+    obs = model.get_env().reset()
+    stats = batch_norm.running_mean.clone()
+    first, _ = model.predict(obs, deterministic=True)
+    for _ in range(3):
+        np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], first)
+    assert th.equal(stats, batch_norm.running_mean)
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_gsde(algo_cls):
+    model = algo_cls("MlpPolicy", "Pendulum-v1", seed=0, use_sde=True, sde_sample_freq=4, **SMALL[algo_cls])
+    model.learn(2 * SMALL[algo_cls]["n_steps"])
+    assert np.isfinite(model.logger.name_to_value["jepa/loss"])
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_multiple_envs_from_id(algo_cls):
+    env = make_vec_env("CartPole-v1", n_envs=3, seed=0)
+    model = algo_cls("MlpPolicy", env, seed=0, **SMALL[algo_cls]).learn(2 * 3 * SMALL[algo_cls]["n_steps"])
+    assert model.rollout_buffer.n_envs == 3
+    assert model.num_timesteps == 2 * 3 * SMALL[algo_cls]["n_steps"]
+
+
+def test_progress_bar():
+    pytest.importorskip("tqdm")
+    pytest.importorskip("rich")
+    A2CJEPA("MlpPolicy", "CartPole-v1", **SMALL[A2CJEPA]).learn(32, progress_bar=True)

@@ -136,7 +136,8 @@ def test_target_modes_gradient_paths(target):
         "MlpPolicy", DummyVecEnv([CountingEnv, lambda: CountingEnv(1)]), seed=0, jepa_target=target, **SMALL[PPOJEPA]
     )
     batch = one_batch(model)
-    z = model.policy.jepa_encode(batch.observations)
+    assert len(batch.next_extra_observations) > 0
+    z = model.policy.jepa_encode(th.cat([batch.observations, batch.next_extra_observations]))
     prediction, next_z = model._jepa_prediction_and_target(batch, z)
     assert prediction.requires_grad
     assert next_z.requires_grad == (target == "online")
@@ -235,3 +236,25 @@ def test_box_actions_reach_predictor_clipped():
     assert stored.abs().max() > 0.1  # the Gaussian samples leave the box...
     encoded = model.policy.jepa_predictor.action_encoder(stored)
     assert encoded.abs().max() <= 0.1 + 1e-6  # ...the predictor sees what the env received
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_one_encoder_pass_gives_batch_and_extra_embeddings(detach):
+    model = PPOJEPA("MlpPolicy", DummyVecEnv([CountingEnv]), seed=0, encoder_rl_grad=not detach, **SMALL[PPOJEPA])
+    batch = one_batch(model)
+    n_rows, n_extra = len(batch.next_valid), len(batch.next_extra_observations)
+    assert n_extra > 0
+    model._jepa_train_stats.coef = 1.0
+    model._jepa_capture_start(batch)
+    values, _, _ = model.policy.evaluate_actions(batch.observations, batch.actions.long().flatten())
+    embeddings = model.policy.jepa_capture_stop()
+    assert embeddings is not None and embeddings.shape[0] == n_rows + n_extra
+    assert values.shape[0] == n_rows  # the heads only see their own batch
+    th.testing.assert_close(embeddings[:n_rows], model.policy.jepa_encode(batch.observations))
+    th.testing.assert_close(embeddings[n_rows:], model.policy.jepa_encode(batch.next_extra_observations))
+    assert embeddings.requires_grad
+    # With encoder_rl_grad=False the value never reaches the encoder, the embeddings do
+    model.policy.optimizer.zero_grad(set_to_none=True)
+    values.sum().backward()
+    encoder_grads = [p.grad for p in model.policy.features_extractor.parameters()]
+    assert all(g is None for g in encoder_grads) == detach

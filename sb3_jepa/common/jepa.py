@@ -73,6 +73,13 @@ def default_encoder_class(observation_space: spaces.Space) -> type[BaseFeaturesE
     return FlattenExtractor
 
 
+def num_rows(observations: th.Tensor | dict[str, th.Tensor]) -> int:
+    """:return: the batch size of a tensor or of a dict of tensors (``Dict`` observations)"""
+    if isinstance(observations, dict):
+        return next(iter(observations.values())).shape[0]
+    return observations.shape[0]
+
+
 def has_parameters(module: nn.Module) -> bool:
     """:return: whether ``module`` has any trainable parameter"""
     return any(p.requires_grad for p in module.parameters())

@@ -32,6 +32,7 @@ from sb3_jepa.common.jepa import (
     check_net_arch,
     check_target_mode,
     masked_prediction_loss,
+    num_rows,
 )
 from sb3_jepa.common.metrics import collapse_metrics, prediction_cosine
 from sb3_jepa.common.policies import JEPAPolicyMixin, as_jepa_policy
@@ -179,11 +180,27 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         check_finite_nonnegative(f"jepa_coef (schedule at progress_remaining={self._current_progress_remaining})", coef)
         self._jepa_train_stats = _TrainStats(coef=coef)
 
+    def _jepa_capture_start(self, rollout_data: JEPASamples) -> None:
+        """
+        Before ``evaluate_actions``: capture its encoder pass, extended to the next observations that are not rows
+        of the batch (terminal and final observations; in PPO, successors outside the minibatch), so that one
+        encoder pass gives ``E(s_t)`` and every ``E(s_{t+1})`` (not needed with the ``ema`` target, nor when the
+        loss is off).
+        """
+        stats = self._jepa_train_stats
+        wants_extra = stats.coef > 0.0 and self.jepa_target != "ema"
+        extra = rollout_data.next_extra_observations
+        self.policy.jepa_capture_start(
+            detach_encoder=not self.encoder_rl_grad,
+            extra_observations=extra if wants_extra and num_rows(extra) > 0 else None,
+        )
+
     def _jepa_add_loss(self, loss: th.Tensor, rollout_data: JEPASamples, embeddings: th.Tensor | None) -> th.Tensor:
         """
         :param loss: SB3's loss for this (mini)batch
         :param rollout_data: the (mini)batch
-        :param embeddings: ``z = E(s_t)`` captured from ``evaluate_actions``
+        :param embeddings: what the encoder pass of ``evaluate_actions`` captured: ``z = E(s_t)`` for the batch's
+            rows, followed by the embeddings of ``next_extra_observations`` when they were encoded with it
         :return: ``loss + jepa_coef * jepa_loss`` (``loss`` itself when ``jepa_coef`` is 0)
         """
         if embeddings is None:
@@ -192,7 +209,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
                 f"({type(self.policy.jepa_encoder).__name__}): the JEPA loss needs z = E(s_t) from that pass"
             )
         stats = self._jepa_train_stats
-        stats.last_embeddings = embeddings.detach()
+        n_rows = len(rollout_data.next_valid)
+        stats.last_embeddings = embeddings[:n_rows].detach()
         if stats.coef == 0.0:
             # Exactly SB3's loss: nothing is added to the graph, so jepa_coef=0 reproduces A2C/PPO bit for bit
             return loss
@@ -212,25 +230,20 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
     def _jepa_prediction_and_target(self, data: JEPASamples, embeddings: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """
         :param data: the (mini)batch
-        :param embeddings: ``z = E(s_t)`` for the batch's rows
-        :return: ``W(z_t, a_t)`` and the target ``z_{t+1}`` (gradient only in ``online`` mode)
+        :param embeddings: ``E(s_t)`` for the batch's rows, then (except in ``ema`` mode) ``E`` of
+            ``data.next_extra_observations``
+        :return: ``W(z_t, a_t)`` and the target ``z_{t+1}`` (with gradient only in ``online`` mode)
         """
-        policy = self.policy
+        z = embeddings[: len(data.next_valid)]
         if self.jepa_target == "ema":
             with th.no_grad():
-                target = policy.jepa_encode(data.next_observations, target=True)
+                target = self.policy.jepa_encode(data.next_observations, target=True)
         else:
-            # Reuse the encoder pass of evaluate_actions: only next observations that are not rows of this batch
-            # (terminal and final observations, and in PPO the successors outside the minibatch) are encoded
-            if _num_rows(data.next_extra_observations) > 0:
-                with th.set_grad_enabled(self.jepa_target == "online"):
-                    extra = policy.jepa_encode(data.next_extra_observations)
-                target = th.cat([embeddings, extra])[data.next_index]
-            else:
-                target = embeddings[data.next_index]
+            # Every E(s_{t+1}) is a row of the encoder pass: no observation is encoded twice
+            target = embeddings[data.next_index]
             if self.jepa_target == "stop_grad":
                 target = target.detach()
-        return policy.jepa_predictor(embeddings, data.actions), target
+        return self.policy.jepa_predictor(z, data.actions), target
 
     def _jepa_after_step(self) -> None:
         """After each optimizer step: move the ``ema`` target encoder."""
@@ -248,9 +261,3 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             for name, value in collapse_metrics(stats.last_embeddings.flatten(1)).items():
                 self.logger.record(f"jepa/{name}", value)
         stats.last_embeddings = None
-
-
-def _num_rows(observations: th.Tensor | dict[str, th.Tensor]) -> int:
-    if isinstance(observations, dict):
-        return next(iter(observations.values())).shape[0]
-    return observations.shape[0]

@@ -29,6 +29,7 @@ from sb3_jepa.common.jepa import (
     JEPAPredictor,
     check_net_arch,
     check_target_mode,
+    num_rows,
     warn_if_encoder_has_no_parameters,
 )
 
@@ -64,7 +65,7 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         self.predictor_net_arch = check_net_arch(
             "predictor_net_arch", DEFAULT_PREDICTOR_ARCH if predictor_net_arch is None else predictor_net_arch
         )
-        self._jepa_hook: RemovableHandle | None = None
+        self._jepa_hook: tuple[RemovableHandle, RemovableHandle] | None = None
         self._jepa_captured: list[th.Tensor] | None = None
         super().__init__(*args, **kwargs)
         warn_if_encoder_has_no_parameters(self.jepa_encoder)
@@ -102,28 +103,47 @@ class JEPAPolicyMixin(ActorCriticPolicy):
             self.jepa_target_encoder.train(False)
         return self
 
-    def jepa_capture_start(self, detach_encoder: bool = False) -> None:
+    def jepa_capture_start(self, detach_encoder: bool = False, extra_observations: PyTorchObs | None = None) -> None:
         """
         Capture the next output of the encoder (call it just before ``evaluate_actions``).
 
         :param detach_encoder: hand a detached copy of ``z`` to the rest of the policy, so that the RL loss does
             not reach the encoder (the JEPA-only ablation); the captured ``z`` keeps its gradient
+        :param extra_observations: observations to encode in the same encoder pass (one batch instead of two:
+            cheaper, and consistent under BatchNorm). Their embeddings are appended to the captured ones; the
+            rest of the policy only sees the rows of its own batch.
         """
         self.jepa_capture_stop()
         captured: list[th.Tensor] = []
+        extra = None
+        if extra_observations is not None:
+            extra = preprocess_obs(extra_observations, self.observation_space, normalize_images=self.normalize_images)
+        n_rows: list[int] = []
+
+        def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+            if extra is None:
+                return None
+            (observations,) = args
+            n_rows.append(num_rows(observations))
+            return (_concat_obs(observations, extra),)
 
         def hook(module: nn.Module, args: Any, output: th.Tensor) -> th.Tensor | None:
             # One shot: only the first encoder pass (the one of evaluate_actions) is captured
             self._remove_jepa_hook()
             captured.append(output)
-            return output.detach() if detach_encoder else None
+            own_rows = output[: n_rows[0]] if n_rows else output
+            return own_rows.detach() if detach_encoder else own_rows
 
         self._jepa_captured = captured
-        self._jepa_hook = self.jepa_encoder.register_forward_hook(hook)
+        self._jepa_hook = (
+            self.jepa_encoder.register_forward_pre_hook(pre_hook),
+            self.jepa_encoder.register_forward_hook(hook),
+        )
 
     def jepa_capture_stop(self) -> th.Tensor | None:
         """
-        :return: the embeddings ``z`` captured since :meth:`jepa_capture_start`, or None if the encoder did not run
+        :return: the embeddings captured since :meth:`jepa_capture_start` (the batch's rows, then the extra
+            observations' rows), or None if the encoder did not run
         """
         self._remove_jepa_hook()
         captured, self._jepa_captured = self._jepa_captured, None
@@ -131,7 +151,8 @@ class JEPAPolicyMixin(ActorCriticPolicy):
 
     def _remove_jepa_hook(self) -> None:
         if self._jepa_hook is not None:
-            self._jepa_hook.remove()
+            for handle in self._jepa_hook:
+                handle.remove()
             self._jepa_hook = None
 
     def jepa_encode(self, obs: PyTorchObs, target: bool = False) -> th.Tensor:
@@ -292,3 +313,9 @@ def as_jepa_policy(policy_class: type[ActorCriticPolicy]) -> type[JEPAPolicyMixi
         (JEPAPolicyMixin, policy_class),
         {"__module__": policy_class.__module__, "__doc__": f"{policy_class.__name__} with a JEPA predictor (sb3-jepa)."},
     )
+
+
+def _concat_obs(first: th.Tensor | dict[str, th.Tensor], second: Any) -> th.Tensor | dict[str, th.Tensor]:
+    if isinstance(first, dict):
+        return {key: th.cat([first[key], second[key]]) for key in first}
+    return th.cat([first, second])

@@ -181,7 +181,7 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
                     # Convert discrete action from float to long
                     actions = rollout_data.actions.long().flatten()
 
-                self.policy.jepa_capture_start(detach_encoder=not self.encoder_rl_grad)  # [JEPA]
+                self._jepa_capture_start(rollout_data)  # [JEPA]
                 values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
                 embeddings = self.policy.jepa_capture_stop()  # [JEPA]
                 values = values.flatten()

@@ -181,11 +181,46 @@ def test_extra_memory_on_atari_sized_rollout():
     for _ in range(2):
         model.collect_rollouts(model.env, callback, buffer, n_rollout_steps=128)
         n_terminal = len(buffer.terminal_observations)
-        list(buffer.get(256))  # builds the index arrays
-        frame_stack_bytes = 4 * 84 * 84
-        expected = n_terminal * frame_stack_bytes + buffer.next_source.nbytes + 2 * 8 * 128 * 8
-        assert buffer.jepa_nbytes() == expected
+        list(buffer.get(256))
+        # Terminal observations with their row index, and one bool per env: nothing per transition
+        assert buffer.jepa_nbytes() == n_terminal * (4 * 84 * 84 + 8) + 8
         extra_ratios.append(buffer.jepa_nbytes() / buffer.observations.nbytes)
     assert buffer.observations.nbytes == 128 * 8 * 4 * 84 * 84
     # A full next_observations array would be a ratio of 1.0; terminal observations + indices stay under 1%
     assert max(extra_ratios) < 0.01, extra_ratios
+
+
+@pytest.mark.parametrize("segment_length", [1, 2, 3, 4, 8])
+def test_segment_minibatches(segment_length):
+    n_envs = 2
+    venv = DummyVecEnv([lambda i=i: CountingEnv(i) for i in range(n_envs)])
+    rollouts = run(PPOJEPA, venv, jepa_segment_length=segment_length)
+    check_rows(rollouts, identity, N_STEPS * n_envs)
+    for batches in rollouts:
+        rows = np.concatenate([state_of(b.observations) for b in batches])
+        # Every (env, step of the rollout) exactly once per epoch
+        assert len(np.unique(rows, axis=0)) == N_STEPS * n_envs
+        for batch in batches:
+            states = state_of(batch.observations)
+            # Rows come in runs of consecutive steps of one env, cut only at segment (or episode) boundaries
+            same_run = (states[1:, 0] == states[:-1, 0]) & (
+                (states[1:, 2] == states[:-1, 2] + 1) | ((states[1:, 1] == states[:-1, 1] + 1) & (states[1:, 2] == 0))
+            )
+            breaks = len(states) - 1 - int(same_run.sum())
+            if N_STEPS % segment_length == 0:
+                # whole segments, and minibatches of 8 rows hold whole segments
+                assert breaks <= len(states) // segment_length - 1
+            # Only segment ends (and episode ends) need an extra encoding
+            terminal = int(sum(1 for i in range(len(states)) if batch.next_index[i] >= len(states)))
+            assert terminal == len(batch.next_extra_observations)
+            if segment_length > 1:
+                assert len(batch.next_extra_observations) < len(states)
+
+
+def test_segment_length_argument():
+    with pytest.raises(ValueError, match="jepa_segment_length must be None or a positive int"):
+        PPOJEPA("MlpPolicy", "NoSuchEnv-v0", jepa_segment_length=0)
+    with pytest.raises(ValueError, match="segment_length must be None or a positive int"):
+        JEPARolloutBuffer(8, spaces.Box(-1, 1, (2,)), spaces.Discrete(2), segment_length=2.5)  # type: ignore[arg-type]
+    model = PPOJEPA("MlpPolicy", DummyVecEnv([CountingEnv]), n_steps=8, batch_size=4, jepa_segment_length=4)
+    assert model.rollout_buffer.segment_length == 4

@@ -64,7 +64,7 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
         (SB3's convention: 1 copies the encoder)
     :param encoder_rl_grad: whether the RL loss trains the encoder (True, the paper's setting). False detaches the
         encoder from the actor and critic heads: only the JEPA loss trains it (the ablation expected to collapse).
-    :param predictor_net_arch: hidden layer widths of the predictor W (default ``[256]``)
+    :param predictor_net_arch: hidden layer widths of the predictor W (default: one layer of ``min(256, dim(z))``)
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 

@@ -9,9 +9,11 @@ stack under ``VecFrameStack``), and using it would teach the predictor to predic
 
 So these buffers keep, besides what SB3 keeps:
 
-- the terminal observations of the episodes that ended during the rollout (copied, usually a handful),
+- the terminal observations of the episodes that ended during the rollout (copied), with their row index,
 - a reference to the final observations (the same array as the algorithm's ``_last_obs``, so no copy),
-- one int32 per transition saying where its next observation is.
+  and whether the last step ended each env's episode.
+
+Nothing is stored per transition: SB3's ``episode_starts`` already says which steps ended an episode.
 
 A full ``next_observations`` array would double the observation memory (about 29 MB on Atari PPO).
 """
@@ -26,19 +28,16 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.type_aliases import DictRolloutBufferSamples, RolloutBufferSamples, TensorDict
 from stable_baselines3.common.vec_env import VecNormalize
 
-#: ``next_source`` value: ``s_{t+1}`` is the following row of the same env (the final observation for the last step)
-NEXT_FOLLOWS = -1
-#: ``next_source`` value: the episode ended and the VecEnv gave no terminal observation
-NEXT_MISSING = -2
+from sb3_jepa.common.jepa import check_optional_positive_int
 
 
 class JEPARolloutBufferSamples(NamedTuple):
     """
-    A ``RolloutBufferSamples`` with the transition's next observation.
+    A ``RolloutBufferSamples`` with the transitions' next observations.
 
-    ``next_observations[i]`` is ``s_{t+1}`` of row ``i``. The same rows are also given in the compact form the
-    JEPA loss uses to avoid encoding an observation twice: ``next_observations[i]`` is row ``next_index[i]`` of
-    ``cat(observations, next_extra_observations)``, where ``next_extra_observations`` holds only the next
+    ``next_observations[i]`` is ``s_{t+1}`` of row ``i`` (built on first access). The loss uses the compact form
+    it is built from, which never holds an observation twice: ``next_observations[i]`` is row ``next_index[i]``
+    of ``cat(observations, next_extra_observations)``, where ``next_extra_observations`` holds only the next
     observations that are not already rows of this batch.
     """
 
@@ -48,14 +47,17 @@ class JEPARolloutBufferSamples(NamedTuple):
     old_log_prob: th.Tensor
     advantages: th.Tensor
     returns: th.Tensor
-    #: ``s_{t+1}`` for every row
-    next_observations: th.Tensor
     #: 1.0 where ``s_{t+1}`` is known, 0.0 where a VecEnv gave no terminal observation (mask those rows)
     next_valid: th.Tensor
     #: row of ``cat(observations, next_extra_observations)`` holding ``s_{t+1}`` (the row itself where not valid)
     next_index: th.Tensor
     #: the next observations that are not rows of ``observations``
     next_extra_observations: th.Tensor
+
+    @property
+    def next_observations(self) -> th.Tensor:
+        """``s_{t+1}`` for every row (where ``next_valid`` is 0: the row's own observation)"""
+        return th.cat([self.observations, self.next_extra_observations])[self.next_index]
 
 
 class JEPADictRolloutBufferSamples(NamedTuple):
@@ -67,10 +69,16 @@ class JEPADictRolloutBufferSamples(NamedTuple):
     old_log_prob: th.Tensor
     advantages: th.Tensor
     returns: th.Tensor
-    next_observations: TensorDict
     next_valid: th.Tensor
     next_index: th.Tensor
     next_extra_observations: TensorDict
+
+    @property
+    def next_observations(self) -> TensorDict:
+        """``s_{t+1}`` for every row, per key (where ``next_valid`` is 0: the row's own observation)"""
+        return {
+            key: th.cat([obs, self.next_extra_observations[key]])[self.next_index] for key, obs in self.observations.items()
+        }
 
 
 ObsArray = np.ndarray | dict[str, np.ndarray]
@@ -79,7 +87,11 @@ ObsArray = np.ndarray | dict[str, np.ndarray]
 class NextObservationMixin:
     """
     The bookkeeping shared by :class:`JEPARolloutBuffer` and :class:`JEPADictRolloutBuffer`.
-    Observation arrays are either one array or a dict of arrays; ``_map_obs`` applies a function to each.
+
+    Nothing is stored per transition: whether step ``t`` of env ``e`` ended an episode is SB3's own
+    ``episode_starts[t + 1, e]`` (``final_dones[e]`` for the last step), and the terminal observations are kept
+    with their flat row index. Observation arrays are either one array or a dict of arrays; ``_map_obs``
+    applies a function to each.
     """
 
     buffer_size: int
@@ -87,36 +99,69 @@ class NextObservationMixin:
     pos: int
     device: th.device
     observations: Any
+    episode_starts: np.ndarray
     obs_shape: Any
     generator_ready: bool
 
-    next_source: np.ndarray
     terminal_observations: list[ObsArray]
+    terminal_rows: list[int]
     final_observations: ObsArray | None
-    _next_flat: np.ndarray | None
-    _row_lookup: np.ndarray | None
+    final_dones: np.ndarray | None
     _terminal_stack: ObsArray | None
-    _n_terminal: int
+    _terminal_rows_sorted: np.ndarray
 
     # Provided by SB3's BaseBuffer (annotated only, so that the mixin does not shadow it)
     to_torch: Callable[..., th.Tensor]
 
+    def __init__(self, *args: Any, segment_length: int | None = None, **kwargs: Any):
+        self.segment_length = check_optional_positive_int("segment_length", segment_length)
+        super().__init__(*args, **kwargs)
+
     def _map_obs(self, fn: Any, *trees: Any) -> Any:
         raise NotImplementedError
 
+    def get(self, batch_size: int | None = None) -> Generator[Any, None, None]:
+        """
+        SB3's ``get()``: minibatches of ``batch_size`` rows, each row once. With ``segment_length`` (and a
+        ``batch_size``), minibatches are made of shuffled time-contiguous segments of ``segment_length`` steps of
+        one env instead of independently shuffled rows, so that most next observations are rows of the same
+        minibatch and need no extra encoding.
+
+        :param batch_size: rows per minibatch (``None``: the whole buffer in one batch)
+        :return: a generator of samples
+        """
+        if not self.generator_ready:
+            self._stack_terminal_observations()
+        if self.segment_length is None or batch_size is None:
+            yield from super().get(batch_size)  # type: ignore[misc]
+            return
+        if not self.generator_ready:
+            # SB3's get() flattens the arrays on its first step: let it, through one single-row sample
+            next(super().get(1))  # type: ignore[misc]
+        indices = self._segment_indices(self.segment_length)
+        for start in range(0, len(indices), batch_size):
+            yield self._get_samples(indices[start : start + batch_size])  # type: ignore[attr-defined]
+
+    def _segment_indices(self, length: int) -> np.ndarray:
+        """All flat row indices, as shuffled segments of ``length`` consecutive steps of one env."""
+        n_steps = self.buffer_size
+        starts = (np.arange(self.n_envs)[:, None] * n_steps + np.arange(0, n_steps, length)[None, :]).ravel()
+        starts = starts[np.random.permutation(len(starts))]
+        ends = np.minimum(starts + length, (starts // n_steps + 1) * n_steps)
+        return np.concatenate([np.arange(start, end) for start, end in zip(starts, ends, strict=True)])
+
     def _reset_next(self) -> None:
-        self.next_source = np.full((self.buffer_size, self.n_envs), NEXT_FOLLOWS, dtype=np.int32)
         self.terminal_observations = []
+        self.terminal_rows = []
         self.final_observations = None
-        self._next_flat = None
-        self._row_lookup = None
+        self.final_dones = None
         self._terminal_stack = None
-        self._n_terminal = 0
+        self._terminal_rows_sorted = np.zeros(0, dtype=np.int64)
         self._warned_missing = getattr(self, "_warned_missing", False)
 
     def add_terminal_observations(self, infos: list[dict[str, Any]], dones: np.ndarray) -> None:
         """
-        Record where ``s_{t+1}`` is for the envs whose episode ended at this step. Call it once per step,
+        Keep the terminal observations of the envs whose episode ended at this step. Call it once per step,
         before ``add()`` (the algorithm does it from ``_update_info_buffer``).
 
         :param infos: the VecEnv's infos for this step
@@ -125,7 +170,6 @@ class NextObservationMixin:
         for env_idx in np.flatnonzero(dones):
             terminal_obs = infos[env_idx].get("terminal_observation")
             if terminal_obs is None:
-                self.next_source[self.pos, env_idx] = NEXT_MISSING
                 if not self._warned_missing:
                     self._warned_missing = True
                     warnings.warn(
@@ -135,61 +179,70 @@ class NextObservationMixin:
                         stacklevel=2,
                     )
                 continue
-            self.next_source[self.pos, env_idx] = len(self.terminal_observations)
+            # The row this step will have once swap_and_flatten has put each env's steps together
+            self.terminal_rows.append(int(env_idx) * self.buffer_size + self.pos)
             # Copied: some envs hand out the same array again after reset
             self.terminal_observations.append(self._map_obs(lambda o, s: np.array(o).reshape(s), terminal_obs, self.obs_shape))
 
-    def add_final_observations(self, final_observations: ObsArray) -> None:
+    def add_final_observations(self, final_observations: ObsArray, final_dones: np.ndarray) -> None:
         """
         Record ``s_{t+1}`` for the rollout's last step: the observations after the loop. Kept by reference:
         it is the algorithm's ``_last_obs``, which no env step changes before ``train()`` reads this buffer.
 
         :param final_observations: one observation per env
+        :param final_dones: whether the last step ended each env's episode (its successor is then terminal)
         """
         self.final_observations = self._map_obs(
             lambda o, s: np.asarray(o).reshape((self.n_envs, *s)), final_observations, self.obs_shape
         )
+        self.final_dones = np.asarray(final_dones, dtype=bool).reshape(self.n_envs).copy()
 
     def jepa_nbytes(self) -> int:
-        """:return: the bytes this buffer holds beyond SB3's own buffer (terminal observations and index arrays)"""
-        total = self.next_source.nbytes
-        for array in (self._next_flat, self._row_lookup):
-            if array is not None:
-                total += array.nbytes
+        """:return: the bytes this buffer holds beyond SB3's own buffer: terminal observations and their row indices"""
         stored = self.terminal_observations if self._terminal_stack is None else [self._terminal_stack]
+        total = 8 * max(len(self.terminal_rows), len(self._terminal_rows_sorted))
+        total += 0 if self.final_dones is None else self.final_dones.nbytes
         for obs in stored:
             total += sum(a.nbytes for a in (obs.values() if isinstance(obs, dict) else [obs]))
         return total
 
-    def _prepare_next_index(self) -> None:
-        """Turn ``next_source`` into flat indices, in the order ``swap_and_flatten`` gives the rows."""
-        n_steps, n_envs = self.buffer_size, self.n_envs
-        n_rows, n_terminal = n_steps * n_envs, len(self.terminal_observations)
-        step = np.arange(n_steps)[:, None]
-        env = np.arange(n_envs)[None, :]
-        follows_in_buffer = env * n_steps + step + 1
-        if self.final_observations is None:
+    def _stack_terminal_observations(self) -> None:
+        """Stack the terminal observations in the order of their rows, for vectorised lookups while sampling."""
+        order = np.argsort(np.asarray(self.terminal_rows, dtype=np.int64), kind="stable")
+        self._terminal_rows_sorted = np.asarray(self.terminal_rows, dtype=np.int64)[order]
+        if len(order) > 0:
+            stacked = self._map_obs(lambda *obs: np.stack(obs), *self.terminal_observations)
+            self._terminal_stack = self._map_obs(lambda obs: obs[order], stacked)
+        self.terminal_observations, self.terminal_rows = [], []
+
+    def _next_rows(self, batch_inds: np.ndarray) -> np.ndarray:
+        """
+        Where each row's ``s_{t+1}`` is: a flat row index (``< n_rows``), ``n_rows + k`` for the k-th terminal
+        observation, ``n_rows + n_terminal + env`` for a final observation, or -1 where it is unknown.
+        """
+        n_steps, n_rows, n_terminal = self.buffer_size, self.buffer_size * self.n_envs, len(self._terminal_rows_sorted)
+        step, env = batch_inds % n_steps, batch_inds // n_steps
+        last = step == n_steps - 1
+        # SB3 stores dones[t] as episode_starts[t + 1] (episode_starts itself is never flattened)
+        done = self.episode_starts[np.minimum(step + 1, n_steps - 1), env].astype(bool)
+        if self.final_dones is None:
             # Filled by hand, without the algorithm's final observations: the last step's successor is unknown
-            follows_final = np.full((1, n_envs), -1)
+            next_rows = np.where(last, -1, batch_inds + 1)
         else:
-            follows_final = n_rows + n_terminal + env
-        follows = np.where(step < n_steps - 1, follows_in_buffer, follows_final)
-        flat = np.where(
-            self.next_source == NEXT_FOLLOWS,
-            follows,
-            np.where(self.next_source >= 0, n_rows + self.next_source, -1),
-        )
-        self._next_flat = flat.swapaxes(0, 1).reshape(-1).astype(np.int64)
-        self._row_lookup = np.full(n_rows, -1, dtype=np.int64)
-        self._n_terminal = n_terminal
+            done = np.where(last, self.final_dones[env], done)
+            next_rows = np.where(last, n_rows + n_terminal + env, batch_inds + 1)
+        position = np.searchsorted(self._terminal_rows_sorted, batch_inds)
         if n_terminal > 0:
-            self._terminal_stack = self._map_obs(lambda *obs: np.stack(obs), *self.terminal_observations)
-            self.terminal_observations = []
+            has_terminal = self._terminal_rows_sorted[np.minimum(position, n_terminal - 1)] == batch_inds
+        else:
+            has_terminal = np.zeros(len(batch_inds), dtype=bool)
+        # An episode end without a terminal observation (an unusual VecEnv) stays unknown: -1
+        return np.where(done, np.where(has_terminal, n_rows + position, -1), next_rows)
 
     def _gather_observations(self, flat_indices: np.ndarray) -> Any:
         """Observations at flat indices: buffer rows, then terminal observations, then final observations."""
         n_rows = self.buffer_size * self.n_envs
-        n_terminal = self._n_terminal
+        n_terminal = len(self._terminal_rows_sorted)
         in_buffer = flat_indices < n_rows
         in_terminal = ~in_buffer & (flat_indices < n_rows + n_terminal)
         in_final = flat_indices >= n_rows + n_terminal
@@ -205,30 +258,24 @@ class NextObservationMixin:
 
         return self._map_obs(gather, self.observations, self._terminal_stack, self.final_observations)
 
-    def _next_fields(self, observations: Any, batch_inds: np.ndarray) -> dict[str, Any]:
-        """The ``next_*`` fields of a sample whose rows are ``batch_inds`` (observations already on the device)."""
-        assert self._next_flat is not None and self._row_lookup is not None
-        batch_size = len(batch_inds)
-        next_flat = self._next_flat[batch_inds]
-        valid = next_flat >= 0
-        in_buffer = valid & (next_flat < len(self._row_lookup))
-        # Which row of this batch (if any) holds each next observation
-        self._row_lookup[batch_inds] = np.arange(batch_size)
-        next_row = np.full(batch_size, -1, dtype=np.int64)
-        next_row[in_buffer] = self._row_lookup[next_flat[in_buffer]]
-        self._row_lookup[batch_inds] = -1
-        needs_extra = valid & (next_row < 0)
+    def _next_fields(self, batch_inds: np.ndarray) -> dict[str, Any]:
+        """The ``next_*`` fields of a sample whose rows are ``batch_inds``."""
+        batch_size, n_rows = len(batch_inds), self.buffer_size * self.n_envs
+        next_rows = self._next_rows(batch_inds)
+        valid = next_rows >= 0
+        # Which row of this batch (if any) holds each next observation: a sorted search, O(batch log batch)
+        order = np.argsort(batch_inds)
+        sorted_inds = batch_inds[order]
+        position = np.minimum(np.searchsorted(sorted_inds, next_rows), batch_size - 1)
+        in_batch = valid & (next_rows < n_rows) & (sorted_inds[position] == next_rows)
+        needs_extra = valid & ~in_batch
         next_index = np.arange(batch_size, dtype=np.int64)
-        next_index[valid] = next_row[valid]
+        next_index[in_batch] = order[position[in_batch]]
         next_index[needs_extra] = batch_size + np.arange(int(needs_extra.sum()))
-
-        extra = self._map_obs(self.to_torch, self._gather_observations(next_flat[needs_extra]))
-        next_index_t = th.as_tensor(next_index, device=self.device)
         return dict(
-            next_observations=self._map_obs(lambda obs, ext: th.cat([obs, ext])[next_index_t], observations, extra),
             next_valid=self.to_torch(valid.astype(np.float32)),
-            next_index=next_index_t,
-            next_extra_observations=extra,
+            next_index=th.as_tensor(next_index, device=self.device),
+            next_extra_observations=self._map_obs(self.to_torch, self._gather_observations(next_rows[needs_extra])),
         )
 
 
@@ -244,6 +291,8 @@ class JEPARolloutBuffer(NextObservationMixin, RolloutBuffer):
     :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
     :param gamma: Discount factor
     :param n_envs: Number of parallel environments
+    :param segment_length: draw minibatches as shuffled time-contiguous segments of this many steps of one env
+        (``None``: SB3's independently shuffled rows); see :meth:`NextObservationMixin.get`
     """
 
     def reset(self) -> None:
@@ -253,14 +302,9 @@ class JEPARolloutBuffer(NextObservationMixin, RolloutBuffer):
     def _map_obs(self, fn: Any, *trees: Any) -> Any:
         return fn(*trees)
 
-    def get(self, batch_size: int | None = None) -> Generator[JEPARolloutBufferSamples, None, None]:  # type: ignore[override]
-        if not self.generator_ready:
-            self._prepare_next_index()
-        yield from super().get(batch_size)  # type: ignore[misc]
-
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> JEPARolloutBufferSamples:  # type: ignore[override]
         samples: RolloutBufferSamples = super()._get_samples(batch_inds, env)
-        return JEPARolloutBufferSamples(*samples, **self._next_fields(samples.observations, batch_inds))
+        return JEPARolloutBufferSamples(*samples, **self._next_fields(batch_inds))
 
 
 class JEPADictRolloutBuffer(NextObservationMixin, DictRolloutBuffer):
@@ -275,6 +319,8 @@ class JEPADictRolloutBuffer(NextObservationMixin, DictRolloutBuffer):
     :param gae_lambda: Factor for trade-off of bias vs variance for Generalized Advantage Estimator
     :param gamma: Discount factor
     :param n_envs: Number of parallel environments
+    :param segment_length: draw minibatches as shuffled time-contiguous segments of this many steps of one env
+        (``None``: SB3's independently shuffled rows); see :meth:`NextObservationMixin.get`
     """
 
     def reset(self) -> None:
@@ -285,14 +331,9 @@ class JEPADictRolloutBuffer(NextObservationMixin, DictRolloutBuffer):
         keys = self.observation_space.spaces.keys()  # type: ignore[attr-defined]
         return {key: fn(*(None if tree is None else tree[key] for tree in trees)) for key in keys}
 
-    def get(self, batch_size: int | None = None) -> Generator[JEPADictRolloutBufferSamples, None, None]:  # type: ignore[override]
-        if not self.generator_ready:
-            self._prepare_next_index()
-        yield from super().get(batch_size)  # type: ignore[misc]
-
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> JEPADictRolloutBufferSamples:  # type: ignore[override]
         samples: DictRolloutBufferSamples = super()._get_samples(batch_inds, env)
-        return JEPADictRolloutBufferSamples(*samples, **self._next_fields(samples.observations, batch_inds))
+        return JEPADictRolloutBufferSamples(*samples, **self._next_fields(batch_inds))
 
 
 #: The buffer classes the JEPA algorithms accept (subclasses included)

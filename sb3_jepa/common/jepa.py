@@ -30,8 +30,16 @@ TARGET_MODES = ("online", "stop_grad", "ema")
 #: Hidden layers of the default encoder MLP for observations whose base extractor learns nothing (flatten).
 DEFAULT_VECTOR_ENCODER_ARCH = (64, 64)
 
-#: Hidden layers of the default predictor W.
-DEFAULT_PREDICTOR_ARCH = (256,)
+#: Width cap of the default predictor W's hidden layer: one layer of ``min(256, dim(z))`` units
+DEFAULT_PREDICTOR_WIDTH = 256
+
+
+def default_predictor_arch(features_dim: int) -> list[int]:
+    """
+    :param features_dim: the embedding size ``dim(z)``
+    :return: the default hidden layers of the predictor W: one layer of ``min(256, dim(z))`` units
+    """
+    return [min(DEFAULT_PREDICTOR_WIDTH, features_dim)]
 
 
 def check_target_mode(jepa_target: str) -> str:
@@ -240,6 +248,17 @@ def warn_if_encoder_has_no_parameters(encoder: nn.Module) -> None:
             UserWarning,
             stacklevel=3,
         )
+
+
+def check_optional_positive_int(name: str, value: Any) -> int | None:
+    """
+    :param name: the argument's name, for the error message
+    :param value: None or the number to check
+    :return: ``value``, if it is None or an int >= 1
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+        raise ValueError(f"{name} must be None or a positive int, got {value!r}")
+    return None if value is None else int(value)
 
 
 def check_finite_nonnegative(name: str, value: float) -> float:

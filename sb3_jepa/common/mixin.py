@@ -27,7 +27,6 @@ from sb3_jepa.common.buffers import (
     JEPARolloutBufferSamples,
 )
 from sb3_jepa.common.jepa import (
-    DEFAULT_PREDICTOR_ARCH,
     check_finite_nonnegative,
     check_net_arch,
     check_target_mode,
@@ -49,8 +48,9 @@ class _TrainStats:
 
     coef: float = 0.0
     losses: list[float] = field(default_factory=list)
-    cosines: list[float] = field(default_factory=list)
     last_embeddings: th.Tensor | None = None
+    #: the last minibatch's prediction, target and mask (detached), for ``jepa/pred_cosine``
+    last_prediction: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
 
 
 class JEPAOnPolicyMixin(OnPolicyAlgorithm):
@@ -67,7 +67,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
     jepa_target: str
     jepa_tau: float
     encoder_rl_grad: bool
-    predictor_net_arch: list[int]
+    predictor_net_arch: list[int] | None
 
     def _init_jepa(
         self,
@@ -103,8 +103,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         if not isinstance(encoder_rl_grad, (bool, np.bool_)):
             raise ValueError(f"encoder_rl_grad must be True or False, got {encoder_rl_grad!r}")
         self.encoder_rl_grad = bool(encoder_rl_grad)
-        self.predictor_net_arch = check_net_arch(
-            "predictor_net_arch", DEFAULT_PREDICTOR_ARCH if predictor_net_arch is None else predictor_net_arch
+        self.predictor_net_arch = (
+            None if predictor_net_arch is None else check_net_arch("predictor_net_arch", predictor_net_arch)
         )
         if rollout_buffer_class is not None and not (
             isinstance(rollout_buffer_class, type) and issubclass(rollout_buffer_class, JEPA_BUFFER_CLASSES)
@@ -162,8 +162,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         finally:
             self._jepa_collecting_into = None
         if complete and isinstance(rollout_buffer, JEPA_BUFFER_CLASSES):
-            assert self._last_obs is not None
-            rollout_buffer.add_final_observations(self._last_obs)
+            assert self._last_obs is not None and self._last_episode_starts is not None
+            rollout_buffer.add_final_observations(self._last_obs, self._last_episode_starts)
         return complete
 
     def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
@@ -224,7 +224,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
                 "Lower jepa_coef or the learning rate, or normalise the observations."
             )
         stats.losses.append(value)
-        stats.cosines.append(prediction_cosine(prediction, target, rollout_data.next_valid))
+        stats.last_prediction = (prediction.detach(), target.detach(), rollout_data.next_valid)
         return loss + stats.coef * jepa_loss
 
     def _jepa_prediction_and_target(self, data: JEPASamples, embeddings: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -256,8 +256,9 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self.logger.record("jepa/coef", stats.coef)
         if stats.losses:
             self.logger.record("jepa/loss", float(np.mean(stats.losses)))
-            self.logger.record("jepa/pred_cosine", float(np.mean(stats.cosines)))
+        if stats.last_prediction is not None:
+            self.logger.record("jepa/pred_cosine", prediction_cosine(*stats.last_prediction))
         if stats.last_embeddings is not None and stats.last_embeddings.shape[0] >= 2:
             for name, value in collapse_metrics(stats.last_embeddings.flatten(1)).items():
                 self.logger.record(f"jepa/{name}", value)
-        stats.last_embeddings = None
+        stats.last_embeddings = stats.last_prediction = None

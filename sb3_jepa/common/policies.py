@@ -24,11 +24,11 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from sb3_jepa.common.jepa import (
-    DEFAULT_PREDICTOR_ARCH,
     JEPAFeaturesExtractor,
     JEPAPredictor,
     check_net_arch,
     check_target_mode,
+    default_predictor_arch,
     num_rows,
     warn_if_encoder_has_no_parameters,
 )
@@ -48,7 +48,7 @@ class JEPAPolicyMixin(ActorCriticPolicy):
     :param jepa_target: where ``E(s_{t+1})`` comes from: ``online``, ``stop_grad`` or ``ema``
         (see :data:`sb3_jepa.common.jepa.TARGET_MODES`). Only ``ema`` changes the policy (it adds
         ``jepa_target_encoder``).
-    :param predictor_net_arch: hidden layer widths of the predictor W (default ``[256]``)
+    :param predictor_net_arch: hidden layer widths of the predictor W (default: one layer of ``min(256, dim(z))``)
     :param kwargs: the base policy's keyword arguments
     """
 
@@ -62,8 +62,8 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         **kwargs: Any,
     ):
         self.jepa_target = check_target_mode(jepa_target)
-        self.predictor_net_arch = check_net_arch(
-            "predictor_net_arch", DEFAULT_PREDICTOR_ARCH if predictor_net_arch is None else predictor_net_arch
+        self.predictor_net_arch = (
+            None if predictor_net_arch is None else check_net_arch("predictor_net_arch", predictor_net_arch)
         )
         self._jepa_hook: tuple[RemovableHandle, RemovableHandle] | None = None
         self._jepa_captured: list[th.Tensor] | None = None
@@ -82,7 +82,10 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         with th.random.fork_rng(devices=[]):
             th.manual_seed((th.initial_seed() + _PREDICTOR_SEED_OFFSET) % 2**63)
             self.jepa_predictor = JEPAPredictor(
-                self.features_dim, self.action_space, self.predictor_net_arch, squash_output=self.squash_output
+                self.features_dim,
+                self.action_space,
+                default_predictor_arch(self.features_dim) if self.predictor_net_arch is None else self.predictor_net_arch,
+                squash_output=self.squash_output,
             )
         super()._build(lr_schedule)
         # Created after the optimizer: the target encoder is never trained by gradients

@@ -10,6 +10,7 @@ from stable_baselines3.common.type_aliases import GymEnv, Schedule
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
+from sb3_jepa.common.jepa import check_optional_positive_int
 from sb3_jepa.common.mixin import JEPAOnPolicyMixin
 from sb3_jepa.ppo_jepa.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
@@ -73,7 +74,11 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
         (SB3's convention: 1 copies the encoder)
     :param encoder_rl_grad: whether the RL loss trains the encoder (True, the paper's setting). False detaches the
         encoder from the actor and critic heads: only the JEPA loss trains it (the ablation expected to collapse).
-    :param predictor_net_arch: hidden layer widths of the predictor W (default ``[256]``)
+    :param predictor_net_arch: hidden layer widths of the predictor W (default: one layer of ``min(256, dim(z))``)
+    :param jepa_segment_length: draw each minibatch as shuffled time-contiguous segments of this many steps of one
+        env instead of independently shuffled rows (``None``, SB3's way). Most ``s_{t+1}`` are then rows of the
+        same minibatch, whose encoder pass gives their embedding for free; the price is minibatches of correlated
+        transitions. Each transition is still used once per epoch.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -115,8 +120,10 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
         jepa_tau: float = 0.01,
         encoder_rl_grad: bool = True,
         predictor_net_arch: list[int] | None = None,
+        jepa_segment_length: int | None = None,
         _init_setup_model: bool = True,
     ):
+        self.jepa_segment_length = check_optional_positive_int("jepa_segment_length", jepa_segment_length)
         self._init_jepa(
             jepa_coef, jepa_target, jepa_tau, encoder_rl_grad, predictor_net_arch, rollout_buffer_class, policy_kwargs
         )
@@ -148,6 +155,11 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
             device=device,
             _init_setup_model=_init_setup_model,
         )
+
+    def _setup_model(self) -> None:
+        if self.jepa_segment_length is not None:
+            self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "segment_length": self.jepa_segment_length}
+        super()._setup_model()
 
     # Copied from stable_baselines3.ppo.PPO.train. Lines marked [JEPA] are added; nothing else differs
     # (tests/test_upstream_drift.py fails if the installed SB3's train() no longer matches).

@@ -1,0 +1,171 @@
+"""
+What the JEPA term costs: wall time and rollout-buffer memory of A2CJEPA/PPOJEPA against plain SB3 A2C/PPO with
+identical settings (same architecture, same hyperparameters), the runs of each pair interleaved in one
+invocation (A B, B A, A B...) so that the shared machine's noise hits both alike.
+
+    python -m benchmarks.speed                              # every pair, CPU
+    python -m benchmarks.speed --pairs ppo-cnn --target ema --timesteps 8192 --repeats 5
+    python -m benchmarks.speed --device cuda
+
+Pairs: ``a2c-cnn`` / ``ppo-cnn`` (CnnPolicy on an ALE game, 8 envs, rl-zoo3's Atari settings) and
+``a2c-mlp`` / ``ppo-mlp`` (MlpPolicy on CartPole-v1). For each pair it prints the median over repeats of the
+wall-time ratio JEPA/plain, both throughputs (steps/s), and the JEPA buffer's extra bytes relative to the
+plain buffer's.
+"""
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import torch as th
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
+
+from sb3_jepa import A2CJEPA, PPOJEPA, JEPAFeaturesExtractor
+from sb3_jepa.common.jepa import TARGET_MODES
+
+
+@dataclass
+class Pair:
+    """A plain SB3 algorithm and its JEPA subclass, with the settings both get."""
+
+    plain: type[BaseAlgorithm]
+    jepa: type[BaseAlgorithm]
+    policy: str
+    make_env: Callable[[int], VecEnv]
+    kwargs: dict[str, Any]
+    plain_policy_kwargs: dict[str, Any]
+
+
+def atari_env(env_id: str) -> Callable[[int], VecEnv]:
+    def make(seed: int) -> VecEnv:
+        import ale_py
+
+        gym.register_envs(ale_py)
+        return VecFrameStack(make_atari_env(env_id, n_envs=8, seed=seed), n_stack=4)
+
+    return make
+
+
+def cartpole(seed: int) -> VecEnv:
+    return make_vec_env("CartPole-v1", n_envs=8, seed=seed)
+
+
+# The MLP JEPA policy's encoder is JEPAFeaturesExtractor with linear heads: plain SB3 gets the same network
+MLP_AS_JEPA = dict(net_arch=[], features_extractor_class=JEPAFeaturesExtractor)
+
+
+def pairs(atari_id: str) -> dict[str, Pair]:
+    # rl-zoo3's Atari settings (hyperparams/a2c.yml, ppo.yml), schedules left out
+    a2c_atari = dict(ent_coef=0.01, vf_coef=0.25)
+    ppo_atari = dict(n_steps=128, n_epochs=4, batch_size=256, clip_range=0.1, ent_coef=0.01, vf_coef=0.5, learning_rate=2.5e-4)
+    return {
+        "a2c-cnn": Pair(A2C, A2CJEPA, "CnnPolicy", atari_env(atari_id), a2c_atari, {}),
+        "ppo-cnn": Pair(PPO, PPOJEPA, "CnnPolicy", atari_env(atari_id), ppo_atari, {}),
+        "a2c-mlp": Pair(A2C, A2CJEPA, "MlpPolicy", cartpole, dict(n_steps=8), MLP_AS_JEPA),
+        "ppo-mlp": Pair(PPO, PPOJEPA, "MlpPolicy", cartpole, dict(n_steps=256, batch_size=64, n_epochs=10), MLP_AS_JEPA),
+    }
+
+
+#: The arrays SB3's own RolloutBuffer holds
+SB3_BUFFER_ARRAYS = ("observations", "actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages")
+
+
+class BufferBytes(BaseCallback):
+    """Largest rollout-buffer footprint seen at the end of a rollout: SB3's arrays, and what JEPA adds to them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.base_bytes = 0
+        self.extra_bytes = 0
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        buffer = self.model.rollout_buffer  # type: ignore[attr-defined]
+        base = 0
+        for name in SB3_BUFFER_ARRAYS:
+            array = getattr(buffer, name)
+            base += sum(a.nbytes for a in array.values()) if isinstance(array, dict) else array.nbytes
+        self.base_bytes = max(self.base_bytes, base)
+        if hasattr(buffer, "jepa_nbytes"):
+            self.extra_bytes = max(self.extra_bytes, buffer.jepa_nbytes())
+
+
+def timed_run(pair: Pair, jepa: bool, args: argparse.Namespace, seed: int) -> tuple[float, BufferBytes]:
+    env = pair.make_env(seed)
+    kwargs = dict(pair.kwargs, seed=seed, device=args.device)
+    if jepa:
+        kwargs.update(jepa_target=args.target)
+        if args.segment_length and pair.jepa is PPOJEPA:
+            kwargs.update(jepa_segment_length=args.segment_length)
+        model = pair.jepa(pair.policy, env, **kwargs)
+    else:
+        model = pair.plain(pair.policy, env, policy_kwargs=pair.plain_policy_kwargs, **kwargs)
+    memory = BufferBytes()
+    start = time.perf_counter()
+    model.learn(args.timesteps, callback=memory)
+    elapsed = time.perf_counter() - start
+    env.close()
+    return elapsed, memory
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", nargs="+", default=["a2c-cnn", "ppo-cnn", "a2c-mlp", "ppo-mlp"])
+    parser.add_argument("--atari-id", default="BreakoutNoFrameskip-v4")
+    parser.add_argument("--target", default="online", choices=TARGET_MODES)
+    parser.add_argument("--segment-length", type=int, default=0, help="PPOJEPA's jepa_segment_length (0: its default)")
+    parser.add_argument("--timesteps", type=int, default=4096)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    args = parser.parse_args(argv)
+    available = pairs(args.atari_id)
+    unknown = [name for name in args.pairs if name not in available]
+    if unknown:
+        parser.error(f"unknown pairs {unknown}; choose from {sorted(available)}")
+    if args.timesteps <= 0 or args.repeats <= 0:
+        parser.error("--timesteps and --repeats must be positive")
+    if args.threads:
+        th.set_num_threads(args.threads)
+
+    print(f"device={args.device} target={args.target} timesteps={args.timesteps} repeats={args.repeats}")
+    columns = ["pair", "median JEPA/plain", "ratios", "plain steps/s", "JEPA steps/s", "extra bytes"]
+    widths = [8, 17, 40, 13, 12, 11]
+    print(" | ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
+    for name in args.pairs:
+        pair = available[name]
+        ratios, plain_times, jepa_times = [], [], []
+        memory = BufferBytes()
+        for repeat in range(args.repeats):
+            order = [False, True] if repeat % 2 == 0 else [True, False]
+            times = {}
+            for jepa in order:
+                times[jepa], run_memory = timed_run(pair, jepa, args, seed=repeat)
+                if jepa:
+                    memory = run_memory
+            ratios.append(times[True] / times[False])
+            plain_times.append(times[False])
+            jepa_times.append(times[True])
+        row = [
+            name,
+            f"{statistics.median(ratios):.3f}",
+            " ".join(f"{r:.3f}" for r in ratios),
+            f"{args.timesteps / statistics.median(plain_times):.0f}",
+            f"{args.timesteps / statistics.median(jepa_times):.0f}",
+            f"{100 * memory.extra_bytes / max(memory.base_bytes, 1):.2f}%",
+        ]
+        print(" | ".join(f"{c:>{w}}" for c, w in zip(row, widths, strict=True)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

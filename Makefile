@@ -1,6 +1,6 @@
 # Targets for developers; CI runs .ci/run, which runs the README's test command.
 PYTHON ?= python
-SOURCES = sb3_jepa tests benchmarks
+SOURCES = sb3_jepa sb3_jepa_zoo_hook.py setup.py tests benchmarks
 
 .PHONY: format lint type test check
 

@@ -21,6 +21,8 @@ from stable_baselines3.common.torch_layers import (
 )
 from torch import nn
 
+from sb3_jepa.common.torch_layers import SmallImageCNN, is_small_image_like
+
 #: Where the target ``E(s_{t+1})`` comes from.
 #: ``online``: the encoder itself, gradient through both branches (the paper's Eq. 1);
 #: ``stop_grad``: the encoder itself, no gradient through the target (SimSiam, TD-MPC2);
@@ -66,18 +68,27 @@ def check_net_arch(name: str, net_arch: Any) -> list[int]:
     return [int(w) for w in widths]
 
 
+def cnn_encoder_class(observation_space: spaces.Space) -> type[BaseFeaturesExtractor]:
+    """
+    :param observation_space: an image-like observation space
+    :return: ``NatureCNN``, or :class:`~sb3_jepa.common.torch_layers.SmallImageCNN` for 3-D boxes too small for it
+        (MinAtar's 10x10xC grids)
+    """
+    return SmallImageCNN if is_small_image_like(observation_space) else NatureCNN
+
+
 def default_encoder_class(observation_space: spaces.Space) -> type[BaseFeaturesExtractor]:
     """
-    The base extractor SB3 itself would pick for this space: ``CombinedExtractor`` for ``Dict``,
-    ``NatureCNN`` for images, ``FlattenExtractor`` otherwise.
+    The base extractor for this space: ``CombinedExtractor`` for ``Dict``, a CNN for images (see
+    :func:`cnn_encoder_class`), ``FlattenExtractor`` otherwise.
 
     :param observation_space: the observation space
     :return: the features extractor class
     """
     if isinstance(observation_space, spaces.Dict):
         return CombinedExtractor
-    if is_image_space(observation_space, check_channels=False):
-        return NatureCNN
+    if is_image_space(observation_space, check_channels=False) or is_small_image_like(observation_space):
+        return cnn_encoder_class(observation_space)
     return FlattenExtractor
 
 

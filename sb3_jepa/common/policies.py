@@ -28,6 +28,7 @@ from sb3_jepa.common.jepa import (
     JEPAPredictor,
     check_net_arch,
     check_target_mode,
+    cnn_encoder_class,
     default_predictor_arch,
     num_rows,
     warn_if_encoder_has_no_parameters,
@@ -218,8 +219,14 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
     :param predictor_net_arch: see :class:`JEPAPolicyMixin`
     """
 
-    #: the base extractor JEPAFeaturesExtractor wraps unless ``features_extractor_kwargs["encoder_class"]`` says otherwise
-    default_encoder_class: type[BaseFeaturesExtractor] = FlattenExtractor
+    @staticmethod
+    def default_encoder_class(observation_space: spaces.Space) -> type[BaseFeaturesExtractor]:
+        """
+        :param observation_space: the observation space
+        :return: the base extractor JEPAFeaturesExtractor wraps unless ``features_extractor_kwargs["encoder_class"]``
+            says otherwise
+        """
+        return FlattenExtractor
 
     def __init__(
         self,
@@ -244,7 +251,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
         predictor_net_arch: Sequence[int] | None = None,
     ):
         if issubclass(features_extractor_class, JEPAFeaturesExtractor):
-            features_extractor_kwargs = self._encoder_kwargs(features_extractor_kwargs, normalize_images)
+            features_extractor_kwargs = self._encoder_kwargs(observation_space, features_extractor_kwargs, normalize_images)
         super().__init__(
             observation_space,
             action_space,
@@ -267,9 +274,11 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
             predictor_net_arch=predictor_net_arch,
         )
 
-    def _encoder_kwargs(self, kwargs: dict[str, Any] | None, normalize_images: bool) -> dict[str, Any]:
+    def _encoder_kwargs(
+        self, observation_space: spaces.Space, kwargs: dict[str, Any] | None, normalize_images: bool
+    ) -> dict[str, Any]:
         kwargs = dict(kwargs or {})
-        kwargs.setdefault("encoder_class", self.default_encoder_class)
+        kwargs.setdefault("encoder_class", self.default_encoder_class(observation_space))
         # What SB3's BaseModel does for NatureCNN and CombinedExtractor themselves: with normalize_images=False,
         # skip their check that images are uint8 in [0, 255]
         if not normalize_images and issubclass(kwargs["encoder_class"], (NatureCNN, CombinedExtractor)):
@@ -281,11 +290,14 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
 
 class JEPAActorCriticCnnPolicy(JEPAActorCriticPolicy):
     """
-    JEPA actor-critic policy for images (the ``CnnPolicy``): the encoder is NatureCNN (wrapped in
-    :class:`~sb3_jepa.common.jepa.JEPAFeaturesExtractor`). Arguments are those of :class:`JEPAActorCriticPolicy`.
+    JEPA actor-critic policy for images (the ``CnnPolicy``): the encoder is NatureCNN, or for images too small for
+    it (MinAtar's 10x10xC grids) :class:`~sb3_jepa.common.torch_layers.SmallImageCNN`, wrapped in
+    :class:`~sb3_jepa.common.jepa.JEPAFeaturesExtractor`. Arguments are those of :class:`JEPAActorCriticPolicy`.
     """
 
-    default_encoder_class = NatureCNN
+    @staticmethod
+    def default_encoder_class(observation_space: spaces.Space) -> type[BaseFeaturesExtractor]:
+        return cnn_encoder_class(observation_space)
 
 
 class JEPAMultiInputActorCriticPolicy(JEPAActorCriticPolicy):
@@ -295,7 +307,9 @@ class JEPAMultiInputActorCriticPolicy(JEPAActorCriticPolicy):
     on top when no key is an image). Arguments are those of :class:`JEPAActorCriticPolicy`.
     """
 
-    default_encoder_class = CombinedExtractor
+    @staticmethod
+    def default_encoder_class(observation_space: spaces.Space) -> type[BaseFeaturesExtractor]:
+        return CombinedExtractor
 
 
 @functools.cache

@@ -1,0 +1,99 @@
+"""
+rl-zoo3 ``-optimize`` samplers for ``a2c_jepa`` and ``ppo_jepa``: the base algorithm's own search space (rl-zoo3's
+sampler, called as is) plus the JEPA settings, and the matching converters that turn a stored Optuna trial back
+into hyperparameters (``--storage ... --study-name ... --trial-id N``).
+
+rl-zoo3 is imported when a sampler runs, never when this module loads.
+"""
+
+from typing import Any
+
+from sb3_jepa.common.jepa import TARGET_MODES
+
+#: lambda's log-uniform search range: from a loss that barely registers to one that dominates the RL loss
+JEPA_COEF_RANGE = (1e-4, 10.0)
+#: the ema target's Polyak coefficient range (log-uniform), searched only when the target mode is ema
+JEPA_TAU_RANGE = (1e-3, 1.0)
+#: width of the predictor's hidden layer
+PREDICTOR_WIDTHS = (64, 128, 256, 512)
+
+# Trial parameters that are ours (rl-zoo3's converter must not see them)
+_JEPA_PARAMS = ("jepa_coef", "jepa_target", "jepa_tau", "predictor_width")
+
+
+def sample_jepa_params(trial: Any) -> dict[str, Any]:
+    """
+    :param trial: an ``optuna.Trial``
+    :return: the sampled JEPA settings, as trial parameters (see :func:`convert_jepa_params`)
+    """
+    params: dict[str, Any] = {
+        "jepa_coef": trial.suggest_float("jepa_coef", *JEPA_COEF_RANGE, log=True),
+        "jepa_target": trial.suggest_categorical("jepa_target", list(TARGET_MODES)),
+        "predictor_width": trial.suggest_categorical("predictor_width", list(PREDICTOR_WIDTHS)),
+    }
+    if params["jepa_target"] == "ema":
+        params["jepa_tau"] = trial.suggest_float("jepa_tau", *JEPA_TAU_RANGE, log=True)
+    return params
+
+
+def convert_jepa_params(params: dict[str, Any]) -> dict[str, Any]:
+    """
+    :param params: trial parameters holding some of ``jepa_coef``, ``jepa_target``, ``jepa_tau``, ``predictor_width``
+    :return: the algorithm's keyword arguments for them
+    """
+    kwargs: dict[str, Any] = {key: params[key] for key in ("jepa_coef", "jepa_target", "jepa_tau") if key in params}
+    if "predictor_width" in params:
+        kwargs["predictor_net_arch"] = [int(params["predictor_width"])]
+    return kwargs
+
+
+def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    base = {key: value for key, value in params.items() if key not in _JEPA_PARAMS}
+    return base, convert_jepa_params(params)
+
+
+def sample_a2c_jepa_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    rl-zoo3's A2C search space plus the JEPA settings.
+
+    :param trial: an ``optuna.Trial``
+    :param n_actions: number of actions (rl-zoo3's sampler signature)
+    :param n_envs: number of environments (rl-zoo3's sampler signature)
+    :param additional_args: rl-zoo3's extra sampler arguments
+    :return: the hyperparameters of the trial
+    """
+    from rl_zoo3.hyperparams_opt import sample_a2c_params
+
+    return {**sample_a2c_params(trial, n_actions, n_envs, additional_args), **convert_jepa_params(sample_jepa_params(trial))}
+
+
+def sample_ppo_jepa_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+    """
+    rl-zoo3's PPO search space plus the JEPA settings.
+
+    :param trial: an ``optuna.Trial``
+    :param n_actions: number of actions (rl-zoo3's sampler signature)
+    :param n_envs: number of environments (rl-zoo3's sampler signature)
+    :param additional_args: rl-zoo3's extra sampler arguments
+    :return: the hyperparameters of the trial
+    """
+    from rl_zoo3.hyperparams_opt import sample_ppo_params
+
+    return {**sample_ppo_params(trial, n_actions, n_envs, additional_args), **convert_jepa_params(sample_jepa_params(trial))}
+
+
+def convert_onpolicy_jepa_params(params: dict[str, Any]) -> dict[str, Any]:
+    """
+    rl-zoo3's on-policy converter for the base parameters, :func:`convert_jepa_params` for ours.
+
+    :param params: a stored trial's parameters
+    :return: the hyperparameters
+    """
+    from rl_zoo3.hyperparams_opt import convert_onpolicy_params
+
+    base, jepa = _split(params)
+    return {**convert_onpolicy_params(base), **jepa}
+
+
+SAMPLERS = {"a2c_jepa": sample_a2c_jepa_params, "ppo_jepa": sample_ppo_jepa_params}
+CONVERTERS = {"a2c_jepa": convert_onpolicy_jepa_params, "ppo_jepa": convert_onpolicy_jepa_params}

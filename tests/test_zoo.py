@@ -1,0 +1,194 @@
+"""rl-zoo3 support, tested as users run it: the real CLI in subprocesses, after a plain ``pip install``."""
+
+import importlib
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+import optuna
+import pytest
+import yaml
+
+import sb3_jepa_zoo_hook
+from sb3_jepa import A2CJEPA, PPOJEPA
+from sb3_jepa.zoo import config_path, register_algorithms
+from sb3_jepa.zoo.samplers import convert_onpolicy_jepa_params
+
+REPO = Path(__file__).resolve().parents[1]
+# Small and fast: 2 envs, short rollouts, no evaluation unless asked
+QUICK = ["-n", "256", "--seed", "0", "--eval-freq", "-1", "--verbose", "0"]
+
+
+def run(*args: str, env: dict[str, str] | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items() if key != sb3_jepa_zoo_hook.OPT_OUT_VARIABLE}
+    environment.update(MPLBACKEND="Agg", **(env or {}))
+    result = subprocess.run([*args], capture_output=True, text=True, env=environment, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def saved_config(log_folder: Path, algo: str, env_id: str) -> dict:
+    (run_dir,) = (log_folder / algo).glob(f"{env_id}_*")
+    with open(run_dir / env_id / "config.yml") as file:
+        return dict(yaml.load(file, Loader=yaml.UnsafeLoader))
+
+
+@pytest.mark.parametrize(("algo", "algo_cls"), [("a2c_jepa", A2CJEPA), ("ppo_jepa", PPOJEPA)])
+def test_train_with_packaged_config_and_overrides(tmp_path, algo, algo_cls):
+    result = run(
+        sys.executable, "-m", "rl_zoo3.train", "--algo", algo, "--env", "CartPole-v1", "-f", str(tmp_path), *QUICK,
+        "--hyperparams", "n_envs:2", "jepa_coef:0.25", "jepa_target:'stop_grad'",
+    )  # fmt: skip
+    assert f"Loading hyperparameters from: {config_path(algo)}" in result.stdout
+    config = saved_config(tmp_path, algo, "CartPole-v1")
+    assert config["jepa_coef"] == 0.25 and config["jepa_target"] == "stop_grad"
+    (model_path,) = tmp_path.glob(f"{algo}/CartPole-v1_1/CartPole-v1.zip")
+    model = algo_cls.load(model_path)
+    assert isinstance(model, algo_cls)
+    assert (model.jepa_coef, model.jepa_target) == (0.25, "stop_grad")
+
+
+def test_console_script_and_schedules(tmp_path):
+    rl_zoo3 = Path(sys.executable).with_name("rl_zoo3")
+    run(
+        str(rl_zoo3), "train", "--algo", "ppo_jepa", "--env", "CartPole-v1", "-f", str(tmp_path), *QUICK,
+        "--hyperparams", "n_envs:2", "jepa_coef:'lin_0.5'",
+    )  # fmt: skip
+    model = PPOJEPA.load(next(tmp_path.glob("ppo_jepa/CartPole-v1_1/CartPole-v1.zip")))
+    # rl-zoo3's lin_<value> schedule: 0.5 at the start, 0 at the end
+    assert model.jepa_coef(1.0) == pytest.approx(0.5) and model.jepa_coef(0.0) == 0.0
+
+
+def test_explicit_conf_file(tmp_path):
+    run(
+        sys.executable, "-m", "rl_zoo3.train", "--algo", "a2c_jepa", "--env", "Acrobot-v1", "-f", str(tmp_path), *QUICK,
+        "-conf", str(config_path("a2c_jepa")), "--hyperparams", "n_envs:2",
+    )  # fmt: skip
+    assert saved_config(tmp_path, "a2c_jepa", "Acrobot-v1")["normalize"] is True
+
+
+def test_enjoy_record_video_and_plots(tmp_path):
+    run(
+        sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo_jepa", "--env", "PixelCartPole-v1", "-f", str(tmp_path),
+        "-n", "256", "--seed", "0", "--eval-freq", "128", "--eval-episodes", "2", "--verbose", "0",
+        "--hyperparams", "n_envs:2", "n_steps:64", "batch_size:64", "n_epochs:1", "policy:'CnnPolicy'", "frame_stack:2",
+    )  # fmt: skip
+    enjoy = run(
+        sys.executable, "-m", "rl_zoo3.enjoy", "--algo", "ppo_jepa", "--env", "PixelCartPole-v1", "-f", str(tmp_path),
+        "-n", "60", "--no-render",
+    )  # fmt: skip
+    assert "Atari Episode Score" not in enjoy.stdout and "Loading" in enjoy.stdout
+    pytest.importorskip("moviepy")
+    run(
+        sys.executable, "-m", "rl_zoo3.record_video", "--algo", "ppo_jepa", "--env", "PixelCartPole-v1",
+        "-f", str(tmp_path), "-n", "20", "-o", str(tmp_path / "videos"),
+    )  # fmt: skip
+    assert list((tmp_path / "videos").glob("*ppo_jepa-PixelCartPole-v1*.mp4"))
+    # rl-zoo3's plots read the monitor files and evaluations of our runs
+    plot = run(
+        sys.executable, "-m", "rl_zoo3.plots.plot_train", "-a", "ppo_jepa", "-e", "PixelCartPole-v1", "-f", str(tmp_path),
+        "-w", "1",
+    )  # fmt: skip
+    assert "No data available" not in plot.stdout
+    run(
+        sys.executable, "-m", "rl_zoo3.plots.all_plots", "-a", "ppo_jepa", "-e", "PixelCartPole-v1", "-f", str(tmp_path),
+        "--no-display", "-o", str(tmp_path / "results"), "--min-timesteps", "0",
+    )  # fmt: skip
+    assert (tmp_path / "results.pkl").exists()
+
+
+def test_opt_out_and_explicit_registration(tmp_path):
+    opted_out = {sb3_jepa_zoo_hook.OPT_OUT_VARIABLE: "1"}
+    result = run(
+        sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo_jepa", "--env", "CartPole-v1", "-f", str(tmp_path), *QUICK,
+        env=opted_out, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2 and "invalid choice: 'ppo_jepa'" in result.stderr
+    wrapper = (
+        "import sys, sb3_jepa.zoo; sb3_jepa.zoo.register()\n"
+        "from rl_zoo3.train import train\n"
+        f"sys.argv = ['train', '--algo', 'ppo_jepa', '--env', 'CartPole-v1', '-f', {str(tmp_path)!r}, *{QUICK!r},"
+        " '--hyperparams', 'n_envs:2']\n"
+        "train()"
+    )
+    run(sys.executable, "-c", wrapper, env=opted_out)
+    assert saved_config(tmp_path, "ppo_jepa", "CartPole-v1")["n_envs"] == 2
+
+
+def test_interpreter_start_imports_nothing_heavy():
+    probe = (
+        "import sys; print('torch' in sys.modules, 'rl_zoo3' in sys.modules, 'sb3_jepa' in sys.modules,"
+        " any(type(f).__name__ == 'ZooImportHook' for f in sys.meta_path))"
+    )
+    assert run(sys.executable, "-c", probe).stdout.split() == ["False", "False", "False", "True"]
+    opted_out = run(sys.executable, "-c", probe, env={sb3_jepa_zoo_hook.OPT_OUT_VARIABLE: "1"})
+    assert opted_out.stdout.split() == ["False", "False", "False", "False"]
+
+
+def test_hook_errors_become_one_warning(tmp_path, monkeypatch):
+    """A failing registration must never break the import it rides on."""
+    (tmp_path / "fake_zoo_module.py").write_text("VALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sb3_jepa_zoo_hook.WATCHED, "fake_zoo_module", "no_such_registration_function")
+    hook = sb3_jepa_zoo_hook.ZooImportHook()
+    monkeypatch.setattr(sys, "meta_path", [hook, *sys.meta_path])
+    with pytest.warns(RuntimeWarning, match="sb3-jepa could not register with rl-zoo3"):
+        module = importlib.import_module("fake_zoo_module")
+    assert module.VALUE == 42
+    sys.modules.pop("fake_zoo_module", None)
+
+
+def test_existing_keys_are_never_overridden():
+    utils = ModuleType("fake_utils")
+    utils.ALGOS = {"ppo_jepa": dict, "ppo": list}  # type: ignore[attr-defined]
+    register_algorithms(utils)
+    assert {"ppo_jepa": dict, "ppo": list, "a2c_jepa": A2CJEPA} == utils.ALGOS  # type: ignore[attr-defined]
+
+
+def test_two_workers_share_one_study(tmp_path):
+    """Distributed search: two -optimize workers on one Optuna journal file, then the best trial reloads."""
+    storage = tmp_path / "study.log"
+    common = [
+        sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo_jepa", "--env", "CartPole-v1", "-optimize",
+        "--n-trials", "1", "-n", "256", "--storage", str(storage), "--study-name", "jepa", "--sampler", "random",
+        "--pruner", "none", "--n-startup-trials", "0", "--n-evaluations", "1", "--eval-episodes", "2",
+        "--no-optim-plots", "--hyperparams", "n_envs:1", "--verbose", "0",
+    ]  # fmt: skip
+    # Seeds whose first random trial is cheap (n_steps 32, one epoch)
+    workers = [
+        subprocess.Popen([*common, "-f", str(tmp_path / f"worker{seed}"), "--seed", str(seed)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
+        for seed in (2, 40)
+    ]  # fmt: skip
+    for worker in workers:
+        _, err = worker.communicate(timeout=300)
+        assert worker.returncode == 0, err[-3000:]
+    study = optuna.load_study(
+        study_name="jepa", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
+    )
+    assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    best = study.best_trial
+    assert {"jepa_coef", "jepa_target", "predictor_width"} <= set(best.params)
+
+    run(
+        sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo_jepa", "--env", "CartPole-v1", "-f", str(tmp_path / "best"),
+        *QUICK, "--storage", str(storage), "--study-name", "jepa", "--trial-id", str(best.number),
+    )  # fmt: skip
+    config = saved_config(tmp_path / "best", "ppo_jepa", "CartPole-v1")
+    expected = convert_onpolicy_jepa_params(best.params)
+    assert config["jepa_coef"] == pytest.approx(expected["jepa_coef"])
+    assert config["jepa_target"] == expected["jepa_target"]
+    assert config["predictor_net_arch"] == expected["predictor_net_arch"] == [best.params["predictor_width"]]
+
+
+def test_wheel_ships_hook_and_configs(tmp_path):
+    run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO))
+    (wheel,) = tmp_path.glob("sb3_jepa-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"sb3_jepa_zoo.pth", "sb3_jepa_zoo.start", "sb3_jepa_zoo_hook.py"} <= names
+    assert {"sb3_jepa/hyperparams/a2c_jepa.yml", "sb3_jepa/hyperparams/ppo_jepa.yml"} <= names
+    assert zipfile.ZipFile(wheel).read("sb3_jepa_zoo.start").decode().strip().endswith("sb3_jepa_zoo_hook:install")

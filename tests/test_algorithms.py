@@ -197,6 +197,8 @@ def test_non_finite_jepa_loss_raises_before_the_step(algo_cls):
             "rollout_buffer_class must be None or a subclass of JEPARolloutBuffer",
         ),
         (dict(policy_kwargs=dict(jepa_target="ema")), "Pass jepa_target as an argument of"),
+        (dict(jepa_vicreg_var_coef=-1.0), "jepa_vicreg_var_coef must be a finite number >= 0"),
+        (dict(jepa_vicreg_cov_coef=math.nan), "jepa_vicreg_cov_coef must be a finite number >= 0"),
     ],
 )
 @pytest.mark.parametrize("algo_cls", ALGOS)
@@ -258,3 +260,18 @@ def test_one_encoder_pass_gives_batch_and_extra_embeddings(detach):
     values.sum().backward()
     encoder_grads = [p.grad for p in model.policy.features_extractor.parameters()]
     assert all(g is None for g in encoder_grads) == detach
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_vicreg_terms_train_the_encoder(algo_cls):
+    # JEPA-only with VICReg: the variance hinge pushes the embeddings' spread up
+    model = algo_cls(
+        "MlpPolicy", "CartPole-v1", seed=0, jepa_coef=0.0, encoder_rl_grad=False, jepa_vicreg_var_coef=1.0,
+        jepa_vicreg_cov_coef=0.04, **SMALL[algo_cls],
+    )  # fmt: skip
+    encoder_before = [p.clone() for p in model.policy.features_extractor.parameters()]
+    model.learn(2 * SMALL[algo_cls]["n_steps"])
+    logged = model.logger.name_to_value
+    assert 0.0 < logged["jepa/vicreg_variance"] <= 1.0 and logged["jepa/vicreg_covariance"] >= 0.0
+    assert "jepa/loss" not in logged
+    assert any(not th.equal(p, q) for p, q in zip(model.policy.features_extractor.parameters(), encoder_before, strict=True))

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch as th
 
-from sb3_jepa.common.jepa import masked_prediction_loss
+from sb3_jepa.common.jepa import masked_prediction_loss, vicreg_terms
 from sb3_jepa.common.metrics import (
     collapse_metrics,
     effective_rank,
@@ -76,3 +76,17 @@ def test_prediction_cosine_and_loss():
     assert masked_prediction_loss(prediction, target, valid).item() == pytest.approx(16.5)
     assert masked_prediction_loss(prediction, target, th.zeros(3)).item() == 0.0
     assert not math.isnan(masked_prediction_loss(prediction, target, th.zeros(3)).item())
+
+
+def test_vicreg_terms():
+    th.manual_seed(0)
+    spread = 2.0 * th.randn(50_000, 4)
+    variance, covariance = vicreg_terms(spread)
+    assert variance.item() == 0.0  # every std is about 2, above the hinge at 1
+    assert covariance.item() == pytest.approx(0.0, abs=0.01)
+    variance, _ = vicreg_terms(th.ones(32, 4))
+    assert variance.item() == pytest.approx(1.0 - 1e-2)  # std 0: the hinge is 1 - sqrt(eps)
+    # Two identical unit-variance dimensions: C = [[1, 1], [1, 1]], off-diagonal squares sum to 2, over dim 2
+    x = th.randn(50_000, 1)
+    _, covariance = vicreg_terms(th.cat([x, x], dim=1))
+    assert covariance.item() == pytest.approx(1.0, rel=0.03)

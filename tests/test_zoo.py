@@ -171,18 +171,20 @@ def test_two_workers_share_one_study(tmp_path):
         study_name="jepa", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
     )
     assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
-    best = study.best_trial
-    assert {"jepa_coef", "jepa_target", "predictor_width"} <= set(best.params)
+    assert {"jepa_coef", "jepa_target", "predictor_width"} <= set(study.best_trial.params)
 
-    run(
-        sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo_jepa", "--env", "CartPole-v1", "-f", str(tmp_path / "best"),
-        *QUICK, "--storage", str(storage), "--study-name", "jepa", "--trial-id", str(best.number),
-    )  # fmt: skip
-    config = saved_config(tmp_path / "best", "ppo_jepa", "CartPole-v1")
-    expected = convert_onpolicy_jepa_params(best.params)
-    assert config["jepa_coef"] == pytest.approx(expected["jepa_coef"])
-    assert config["jepa_target"] == expected["jepa_target"]
-    assert config["predictor_net_arch"] == expected["predictor_net_arch"] == [best.params["predictor_width"]]
+    # Every trial reloads, the best one and trial 0 (which rl-zoo3 itself would skip) included
+    for trial in study.trials:
+        folder = tmp_path / f"trial{trial.number}"
+        run(
+            sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo_jepa", "--env", "CartPole-v1", "-f", str(folder),
+            *QUICK, "--storage", str(storage), "--study-name", "jepa", "--trial-id", str(trial.number),
+        )  # fmt: skip
+        config = saved_config(folder, "ppo_jepa", "CartPole-v1")
+        expected = convert_onpolicy_jepa_params(trial.params)
+        assert config["jepa_coef"] == pytest.approx(expected["jepa_coef"])
+        assert config["jepa_target"] == expected["jepa_target"]
+        assert config["predictor_net_arch"] == expected["predictor_net_arch"] == [trial.params["predictor_width"]]
 
 
 def test_wheel_ships_hook_and_configs(tmp_path):

@@ -65,6 +65,9 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
     :param encoder_rl_grad: whether the RL loss trains the encoder (True, the paper's setting). False detaches the
         encoder from the actor and critic heads: only the JEPA loss trains it (the ablation expected to collapse).
     :param predictor_net_arch: hidden layer widths of the predictor W (default: one layer of ``min(256, dim(z))``)
+    :param jepa_vicreg_var_coef: weight of VICReg's variance hinge on the batch's embeddings (0: off, the paper's
+        setting). An explicit anti-collapse term, to compare against.
+    :param jepa_vicreg_cov_coef: weight of VICReg's off-diagonal covariance penalty (0: off)
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -103,10 +106,20 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
         jepa_tau: float = 0.01,
         encoder_rl_grad: bool = True,
         predictor_net_arch: list[int] | None = None,
+        jepa_vicreg_var_coef: float = 0.0,
+        jepa_vicreg_cov_coef: float = 0.0,
         _init_setup_model: bool = True,
     ):
         self._init_jepa(
-            jepa_coef, jepa_target, jepa_tau, encoder_rl_grad, predictor_net_arch, rollout_buffer_class, policy_kwargs
+            jepa_coef=jepa_coef,
+            jepa_target=jepa_target,
+            jepa_tau=jepa_tau,
+            encoder_rl_grad=encoder_rl_grad,
+            predictor_net_arch=predictor_net_arch,
+            jepa_vicreg_var_coef=jepa_vicreg_var_coef,
+            jepa_vicreg_cov_coef=jepa_vicreg_cov_coef,
+            rollout_buffer_class=rollout_buffer_class,
+            policy_kwargs=policy_kwargs,
         )
         super().__init__(
             policy,

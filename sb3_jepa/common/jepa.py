@@ -246,6 +246,24 @@ def masked_prediction_loss(prediction: th.Tensor, target: th.Tensor, valid: th.T
     return (squared_error * valid).sum() / valid.sum().clamp(min=1.0)
 
 
+def vicreg_terms(z: th.Tensor, eps: float = 1e-4) -> tuple[th.Tensor, th.Tensor]:
+    """
+    VICReg's anti-collapse terms (Bardes et al. 2022) on a batch of embeddings: the variance hinge
+    ``mean_d relu(1 - sqrt(var_d(z) + eps))`` and the covariance penalty ``sum_{i != j} C_ij^2 / dim``.
+
+    :param z: embeddings, shape ``(batch, dim)`` with ``batch >= 2``
+    :param eps: added to the variance before the square root, as in VICReg
+    :return: the variance term and the covariance term (scalars, differentiable)
+    """
+    batch, dim = z.shape
+    std = th.sqrt(z.var(dim=0) + eps)
+    variance = F.relu(1.0 - std).mean()
+    centred = z - z.mean(dim=0)
+    covariance_matrix = centred.T @ centred / max(batch - 1, 1)
+    off_diagonal = covariance_matrix - th.diag(th.diagonal(covariance_matrix))
+    return variance, off_diagonal.pow(2).sum() / dim
+
+
 def warn_if_encoder_has_no_parameters(encoder: nn.Module) -> None:
     """
     Warn (once per call site, as ``warnings`` does) that a parameter-free encoder cannot learn from the JEPA loss.

@@ -32,6 +32,7 @@ from sb3_jepa.common.jepa import (
     check_target_mode,
     masked_prediction_loss,
     num_rows,
+    vicreg_terms,
 )
 from sb3_jepa.common.metrics import collapse_metrics, prediction_cosine
 from sb3_jepa.common.policies import JEPAPolicyMixin, as_jepa_policy
@@ -48,6 +49,8 @@ class _TrainStats:
 
     coef: float = 0.0
     losses: list[float] = field(default_factory=list)
+    #: VICReg (variance, covariance) terms, when they are on
+    vicreg: list[tuple[float, float]] = field(default_factory=list)
     last_embeddings: th.Tensor | None = None
     #: the last minibatch's prediction, target and mask (detached), for ``jepa/pred_cosine``
     last_prediction: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
@@ -68,14 +71,19 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
     jepa_tau: float
     encoder_rl_grad: bool
     predictor_net_arch: list[int] | None
+    jepa_vicreg_var_coef: float
+    jepa_vicreg_cov_coef: float
 
     def _init_jepa(
         self,
+        *,
         jepa_coef: float | Schedule,
         jepa_target: str,
         jepa_tau: float,
         encoder_rl_grad: bool,
         predictor_net_arch: list[int] | None,
+        jepa_vicreg_var_coef: float,
+        jepa_vicreg_cov_coef: float,
         rollout_buffer_class: type[RolloutBuffer] | None,
         policy_kwargs: dict[str, Any] | None,
     ) -> None:
@@ -87,6 +95,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         :param jepa_tau: see the algorithm's docstring
         :param encoder_rl_grad: see the algorithm's docstring
         :param predictor_net_arch: see the algorithm's docstring
+        :param jepa_vicreg_var_coef: see the algorithm's docstring
+        :param jepa_vicreg_cov_coef: see the algorithm's docstring
         :param rollout_buffer_class: the algorithm's ``rollout_buffer_class`` argument
         :param policy_kwargs: the algorithm's ``policy_kwargs`` argument
         """
@@ -106,6 +116,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self.predictor_net_arch = (
             None if predictor_net_arch is None else check_net_arch("predictor_net_arch", predictor_net_arch)
         )
+        self.jepa_vicreg_var_coef = check_finite_nonnegative("jepa_vicreg_var_coef", jepa_vicreg_var_coef)
+        self.jepa_vicreg_cov_coef = check_finite_nonnegative("jepa_vicreg_cov_coef", jepa_vicreg_cov_coef)
         if rollout_buffer_class is not None and not (
             isinstance(rollout_buffer_class, type) and issubclass(rollout_buffer_class, JEPA_BUFFER_CLASSES)
         ):
@@ -210,22 +222,32 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             )
         stats = self._jepa_train_stats
         n_rows = len(rollout_data.next_valid)
-        stats.last_embeddings = embeddings[:n_rows].detach()
-        if stats.coef == 0.0:
+        z = embeddings[:n_rows]
+        stats.last_embeddings = z.detach()
+        uses_vicreg = self.jepa_vicreg_var_coef > 0 or self.jepa_vicreg_cov_coef > 0
+        if stats.coef == 0.0 and not uses_vicreg:
             # Exactly SB3's loss: nothing is added to the graph, so jepa_coef=0 reproduces A2C/PPO bit for bit
             return loss
-        prediction, target = self._jepa_prediction_and_target(rollout_data, embeddings)
-        jepa_loss = masked_prediction_loss(prediction, target, rollout_data.next_valid)
-        value = jepa_loss.item()
+        extra_loss = th.zeros((), device=z.device)
+        if stats.coef > 0.0:
+            prediction, target = self._jepa_prediction_and_target(rollout_data, embeddings)
+            jepa_loss = masked_prediction_loss(prediction, target, rollout_data.next_valid)
+            stats.last_prediction = (prediction.detach(), target.detach(), rollout_data.next_valid)
+            extra_loss = stats.coef * jepa_loss
+        if uses_vicreg:
+            variance, covariance = vicreg_terms(z.flatten(1))
+            extra_loss = extra_loss + self.jepa_vicreg_var_coef * variance + self.jepa_vicreg_cov_coef * covariance
+            stats.vicreg.append((variance.item(), covariance.item()))
+        value = extra_loss.item()
         if not math.isfinite(value):
             # Raised before backward() and the optimizer step: the weights stay as they were
             raise FloatingPointError(
                 f"The JEPA loss is {value} (jepa_coef={stats.coef}): the embeddings or the predictor diverged. "
                 "Lower jepa_coef or the learning rate, or normalise the observations."
             )
-        stats.losses.append(value)
-        stats.last_prediction = (prediction.detach(), target.detach(), rollout_data.next_valid)
-        return loss + stats.coef * jepa_loss
+        if stats.coef > 0.0:
+            stats.losses.append(jepa_loss.item())
+        return loss + extra_loss
 
     def _jepa_prediction_and_target(self, data: JEPASamples, embeddings: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
         """
@@ -256,6 +278,10 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self.logger.record("jepa/coef", stats.coef)
         if stats.losses:
             self.logger.record("jepa/loss", float(np.mean(stats.losses)))
+        if stats.vicreg:
+            variance, covariance = np.mean(stats.vicreg, axis=0)
+            self.logger.record("jepa/vicreg_variance", float(variance))
+            self.logger.record("jepa/vicreg_covariance", float(covariance))
         if stats.last_prediction is not None:
             self.logger.record("jepa/pred_cosine", prediction_cosine(*stats.last_prediction))
         if stats.last_embeddings is not None and stats.last_embeddings.shape[0] >= 2:

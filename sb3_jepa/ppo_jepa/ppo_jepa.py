@@ -75,6 +75,9 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
     :param encoder_rl_grad: whether the RL loss trains the encoder (True, the paper's setting). False detaches the
         encoder from the actor and critic heads: only the JEPA loss trains it (the ablation expected to collapse).
     :param predictor_net_arch: hidden layer widths of the predictor W (default: one layer of ``min(256, dim(z))``)
+    :param jepa_vicreg_var_coef: weight of VICReg's variance hinge on the batch's embeddings (0: off, the paper's
+        setting). An explicit anti-collapse term, to compare against.
+    :param jepa_vicreg_cov_coef: weight of VICReg's off-diagonal covariance penalty (0: off)
     :param jepa_segment_length: draw each minibatch as shuffled time-contiguous segments of this many steps of one
         env instead of independently shuffled rows (``None``, SB3's way). Most ``s_{t+1}`` are then rows of the
         same minibatch, whose encoder pass gives their embedding for free; the price is minibatches of correlated
@@ -120,12 +123,22 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
         jepa_tau: float = 0.01,
         encoder_rl_grad: bool = True,
         predictor_net_arch: list[int] | None = None,
+        jepa_vicreg_var_coef: float = 0.0,
+        jepa_vicreg_cov_coef: float = 0.0,
         jepa_segment_length: int | None = None,
         _init_setup_model: bool = True,
     ):
         self.jepa_segment_length = check_optional_positive_int("jepa_segment_length", jepa_segment_length)
         self._init_jepa(
-            jepa_coef, jepa_target, jepa_tau, encoder_rl_grad, predictor_net_arch, rollout_buffer_class, policy_kwargs
+            jepa_coef=jepa_coef,
+            jepa_target=jepa_target,
+            jepa_tau=jepa_tau,
+            encoder_rl_grad=encoder_rl_grad,
+            predictor_net_arch=predictor_net_arch,
+            jepa_vicreg_var_coef=jepa_vicreg_var_coef,
+            jepa_vicreg_cov_coef=jepa_vicreg_cov_coef,
+            rollout_buffer_class=rollout_buffer_class,
+            policy_kwargs=policy_kwargs,
         )
         super().__init__(
             policy,

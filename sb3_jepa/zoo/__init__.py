@@ -10,6 +10,7 @@ module level (the hook runs while rl-zoo3's own package is still being imported)
 """
 
 import functools
+from collections import OrderedDict
 from importlib import resources
 from pathlib import Path
 from types import ModuleType
@@ -99,6 +100,20 @@ def register_config_files(exp_manager: ModuleType) -> None:
         return hyperparams
 
     manager._preprocess_schedules = staticmethod(_preprocess_schedules)
+
+    original_read = manager.read_hyperparameters
+
+    @functools.wraps(original_read)
+    def read_hyperparameters(self: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        hyperparams, saved = original_read(self)
+        # rl-zoo3 tests `if self.trial_id`, so `--trial-id 0` silently loads nothing: load it for our algorithms
+        if self.algo in ALGORITHMS and self.storage and self.study_name and self.trial_id == 0:
+            hyperparams.update(self.load_trial(self.storage, self.study_name, 0))
+            hyperparams.update(self.custom_hyperparams or {})
+            saved = OrderedDict((key, hyperparams[key]) for key in sorted(hyperparams))
+        return hyperparams, saved
+
+    manager.read_hyperparameters = read_hyperparameters
 
 
 def register() -> None:

@@ -1,0 +1,86 @@
+"""
+The collapse study, in one command:
+
+    python -m sb3_jepa.study run --env PixelCartPole-v1 --seeds 0 1 2 3 4 --timesteps 100000 --workers 2
+    python -m sb3_jepa.study report --out runs/study     # tables and plots again, from the files
+    python -m sb3_jepa.study configs                     # the named configurations
+
+``run`` trains every (environment, configuration, seed) on worker processes, skips runs already finished in
+``--out``, then writes ``report.md`` (interval estimates from rliable), ``results.csv`` and one PNG per environment.
+Needs the ``study`` extra (rl-zoo3, rliable, matplotlib).
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from sb3_jepa.study.configs import CONFIGS, DEFAULT_CONFIGS
+from sb3_jepa.study.runner import RunSpec, check_specs, run_all
+
+
+def _parser() -> argparse.ArgumentParser:
+    from rl_zoo3.utils import StoreDict
+
+    parser = argparse.ArgumentParser(prog="python -m sb3_jepa.study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train the runs not finished yet, then write the report")
+    run.add_argument("--algo", default="ppo_jepa", choices=["a2c_jepa", "ppo_jepa"])
+    run.add_argument("--env", nargs="+", default=["PixelCartPole-v1"], help="gymnasium ids (settings from the packaged rl-zoo3 files)")
+    run.add_argument(
+        "--configs",
+        nargs="+",
+        default=list(DEFAULT_CONFIGS),
+        help=f"named configurations ({', '.join(CONFIGS)}), each optionally with overrides: jepa_rl:jepa_coef=0.1",
+    )
+    run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    run.add_argument("--timesteps", type=int, default=100_000)
+    run.add_argument("--hyperparams", nargs="+", action=StoreDict, default={}, help="overrides for every configuration, as in rl-zoo3 (jepa_coef:0.1)")
+    run.add_argument("--eval-episodes", type=int, default=10)
+    run.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1) // 2))
+    run.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: cores / workers)")
+    run.add_argument("--device", default="cpu")
+    run.add_argument("--out", type=Path, default=Path("runs/study"))
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    report = commands.add_parser("report", help="write report.md, results.csv and the plots from finished runs")
+    report.add_argument("--out", type=Path, default=Path("runs/study"))
+    commands.add_parser("configs", help="list the named configurations")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "configs":
+        for name, kwargs in CONFIGS.items():
+            print(f"{name:>20}: {kwargs or '(the defaults: JEPA loss + RL gradient, online target)'}")
+        return 0
+
+    from sb3_jepa.study.report import write_report
+
+    if args.command == "report":
+        print(write_report(args.out))
+        return 0
+
+    if args.timesteps <= 0 or args.workers <= 0 or args.eval_episodes < 0 or args.threads < 0:
+        parser.error("--timesteps and --workers must be positive, --eval-episodes and --threads >= 0")
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
+    specs = [
+        RunSpec(args.algo, env_id, config, seed, args.timesteps, dict(args.hyperparams), args.eval_episodes, args.device, threads)
+        for env_id in args.env
+        for config in args.configs
+        for seed in args.seeds
+    ]
+    try:
+        check_specs(specs)
+    except ValueError as error:
+        parser.error(str(error))
+    _, failures = run_all(specs, args.out, args.workers, show_progress=not args.no_progress)
+    for spec, error in failures:
+        print(f"FAILED {spec.directory(args.out)}: {type(error).__name__}: {error}", file=sys.stderr)
+    print(write_report(args.out))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

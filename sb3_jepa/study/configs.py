@@ -1,0 +1,56 @@
+"""
+The study's named configurations: each is a set of algorithm arguments applied on top of the environment's
+packaged rl-zoo3 hyperparameters (and of ``--hyperparams``), so that configurations differ only where named.
+"""
+
+from typing import Any
+
+CONFIGS: dict[str, dict[str, Any]] = {
+    # The baseline: plain A2C/PPO (bit for bit), collapse metrics still logged
+    "rl_only": dict(jepa_coef=0.0),
+    # The paper: JEPA loss + RL gradient into the encoder, online target, no anti-collapse term
+    "jepa_rl": dict(),
+    # JEPA alone trains the encoder (the heads still learn on its detached output): expected to collapse
+    "jepa_only": dict(encoder_rl_grad=False),
+    # JEPA alone, with VICReg's variance hinge and covariance penalty as the explicit anti-collapse terms
+    "jepa_only_vicreg": dict(encoder_rl_grad=False, jepa_vicreg_var_coef=1.0, jepa_vicreg_cov_coef=0.04),
+    # JEPA + RL with an EMA target (BYOL/SPR style)
+    "jepa_rl_ema": dict(jepa_target="ema"),
+    # JEPA + RL with a stop-gradient target (SimSiam/TD-MPC2 style)
+    "jepa_rl_stop_grad": dict(jepa_target="stop_grad"),
+    # JEPA + RL with PPO minibatches drawn as 16-step segments (the faster sampler; PPO only)
+    "jepa_rl_segments": dict(jepa_segment_length=16),
+}
+
+#: What `python -m sb3_jepa.study run` runs when no --configs are given
+DEFAULT_CONFIGS = ("rl_only", "jepa_rl", "jepa_only", "jepa_only_vicreg", "jepa_rl_ema")
+
+
+def config_kwargs(name: str) -> dict[str, Any]:
+    """
+    :param name: a configuration name, optionally with overrides for a sweep: ``jepa_rl:jepa_coef=0.1,jepa_tau=0.05``
+        (values are read as numbers, else as YAML: booleans, strings, lists)
+    :return: the algorithm arguments it sets
+    """
+    base, _, overrides = name.partition(":")
+    if base not in CONFIGS:
+        raise ValueError(f"Unknown configuration {base!r}; choose from {sorted(CONFIGS)}")
+    kwargs = dict(CONFIGS[base])
+    for item in filter(None, overrides.split(",")):
+        key, equals, value = item.partition("=")
+        if not equals or not key.isidentifier():
+            raise ValueError(f"Configuration overrides must read key=value[,key=value], got {item!r} in {name!r}")
+        kwargs[key] = _parse_value(value)
+    return kwargs
+
+
+def _parse_value(text: str) -> Any:
+    """Numbers as numbers (``1e-4`` included, which YAML 1.1 reads as a string), anything else as YAML."""
+    import yaml
+
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    return yaml.safe_load(text)

@@ -1,0 +1,200 @@
+"""
+The study's report: for each environment, a PNG of return, effective rank and embedding scale against timesteps
+(mean over seeds, with a band of one standard error), and a markdown table with interval estimates from rliable
+(stratified bootstrap confidence intervals of the IQM and the mean over seeds).
+"""
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: the curves drawn for each environment: (column of metrics.csv, axis label, log scale)
+CURVES = (
+    ("ep_rew_mean", "training return (last 100 episodes)", False),
+    ("jepa/effective_rank", "effective rank (RankMe, centred)", False),
+    ("jepa/embedding_std", "embedding std (mean over dims)", True),
+)
+#: bootstrap repetitions of the interval estimates
+BOOTSTRAP_REPS = 2000
+
+
+def load_runs(out: Path) -> list[dict[str, Any]]:
+    """
+    :param out: the study's output folder
+    :return: the finished runs: their summary, with their metrics as ``"metrics"`` (column -> array)
+    """
+    runs = []
+    for summary_path in sorted(out.glob("*/*/seed*/summary.json")):
+        summary = json.loads(summary_path.read_text())
+        metrics: dict[str, list[float]] = {}
+        metrics_path = summary_path.with_name("metrics.csv")
+        if metrics_path.exists():
+            with open(metrics_path) as file:
+                for row in csv.DictReader(file):
+                    for key, value in row.items():
+                        metrics.setdefault(key, []).append(float(value) if value not in ("", None) else np.nan)
+        summary["metrics"] = {key: np.asarray(values) for key, values in metrics.items()}
+        runs.append(summary)
+    return runs
+
+
+def interval_estimates(scores: dict[str, np.ndarray], seed: int = 0) -> dict[str, dict[str, tuple[float, float, float]]]:
+    """
+    IQM and mean of each configuration's scores, with 95% stratified bootstrap intervals (rliable).
+
+    :param scores: configuration -> scores, shape ``(n_runs,)``
+    :param seed: seed of the bootstrap
+    :return: configuration -> ``{"iqm": (value, low, high), "mean": (value, low, high)}``
+    """
+    from rliable import library as rly
+    from rliable import metrics
+
+    def aggregate(x: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(x), metrics.aggregate_mean(x)])
+
+    score_dict = {name: values.reshape(-1, 1) for name, values in scores.items() if len(values) > 0}
+    point, intervals = rly.get_interval_estimates(
+        score_dict, aggregate, reps=BOOTSTRAP_REPS, random_state=np.random.RandomState(seed)
+    )
+    return {
+        name: {
+            stat: (float(point[name][i]), float(intervals[name][0, i]), float(intervals[name][1, i]))
+            for i, stat in enumerate(("iqm", "mean"))
+        }
+        for name in score_dict
+    }
+
+
+def _curve(runs: list[dict[str, Any]], column: str, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    series = []
+    for run in runs:
+        steps, values = run["metrics"].get("timesteps"), run["metrics"].get(column)
+        if steps is None or values is None or len(steps) < 2:
+            continue
+        keep = np.isfinite(values)
+        if keep.sum() < 2:
+            continue
+        series.append(np.interp(grid, steps[keep], values[keep], left=np.nan, right=np.nan))
+    if not series:
+        return None
+    stacked = np.vstack(series)
+    count = np.sum(np.isfinite(stacked), axis=0)
+    mean = np.nanmean(np.where(count > 0, stacked, 0.0), axis=0)
+    error = np.nanstd(stacked, axis=0) / np.sqrt(np.maximum(count, 1))
+    return np.where(count > 0, mean, np.nan), error
+
+
+def plot_environment(env_id: str, runs: list[dict[str, Any]], path: Path) -> None:
+    """
+    :param env_id: the environment
+    :param runs: its finished runs (all configurations)
+    :param path: the PNG to write
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    configs = sorted({run["config"] for run in runs})
+    budget = max(run["timesteps"] for run in runs)
+    grid = np.linspace(0, budget, 200)
+    figure, axes = plt.subplots(1, len(CURVES), figsize=(6 * len(CURVES), 4.2))
+    for axis, (column, label, log_scale) in zip(axes, CURVES, strict=True):
+        for config in configs:
+            curve = _curve([run for run in runs if run["config"] == config], column, grid)
+            if curve is None:
+                continue
+            mean, error = curve
+            n_seeds = sum(run["config"] == config for run in runs)
+            (line,) = axis.plot(grid, mean, label=f"{config} ({n_seeds} seeds)")
+            axis.fill_between(grid, mean - error, mean + error, color=line.get_color(), alpha=0.2)
+        axis.set_xlabel("timesteps")
+        axis.set_ylabel(label)
+        if log_scale:
+            axis.set_yscale("log")
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.suptitle(f"{env_id}: mean over seeds, band = 1 standard error")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def _format(estimate: tuple[float, float, float] | None) -> str:
+    if estimate is None:
+        return "n/a"
+    value, low, high = estimate
+    return f"{value:.1f} [{low:.1f}, {high:.1f}]"
+
+
+def _mean_of(runs: list[dict[str, Any]], key: str) -> str:
+    values = [run[key] for run in runs if run.get(key) is not None]
+    if not values:
+        return "n/a"
+    return f"{np.mean(values):.3g} (min {np.min(values):.3g})"
+
+
+def write_report(out: Path) -> Path:
+    """
+    Draw the plots and write ``report.md`` (and ``results.csv``, one row per run) from the finished runs.
+
+    :param out: the study's output folder
+    :return: the report's path
+    """
+    runs = load_runs(out)
+    if not runs:
+        raise FileNotFoundError(f"No finished run under {out} (runs write <env>/<config>/seed<N>/summary.json)")
+    lines = [
+        "# Study report",
+        "",
+        "Returns: IQM and mean over seeds with 95% stratified bootstrap intervals (rliable, "
+        f"{BOOTSTRAP_REPS} repetitions). *Eval* is the final policy's mean return over the evaluation episodes; "
+        "*train* is the mean return of the training episodes that ended in the last 10% of the budget. "
+        "Effective rank (RankMe of the centred batch) and embedding std (mean per-dimension std) are the final "
+        "update's, averaged over seeds (min over seeds in brackets).",
+        "",
+    ]
+    rows_csv = []
+    for env_id in sorted({run["env_id"] for run in runs}):
+        env_runs = [run for run in runs if run["env_id"] == env_id]
+        configs = sorted({run["config"] for run in env_runs})
+        image = out / f"{env_id.replace('/', '-')}.png"
+        plot_environment(env_id, env_runs, image)
+        estimates: dict[str, dict[str, dict[str, tuple[float, float, float]]]] = {}
+        for kind in ("eval_return", "train_return"):
+            scores = {
+                config: np.array([run[kind] for run in env_runs if run["config"] == config and run[kind] is not None])
+                for config in configs
+            }
+            estimates[kind] = interval_estimates(scores)
+        budget = max(run["timesteps"] for run in env_runs)
+        lines += [
+            f"## {env_id} ({budget:,} timesteps, {env_runs[0]['algo']})",
+            "",
+            f"![{env_id}]({image.name})",
+            "",
+            "| configuration | seeds | eval return IQM [95% CI] | eval return mean [95% CI] | train return IQM [95% CI] "
+            "| effective rank | embedding std |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for config in configs:
+            config_runs = [run for run in env_runs if run["config"] == config]
+            eval_estimate = estimates["eval_return"].get(config, {})
+            lines.append(
+                f"| {config} | {len(config_runs)} | {_format(eval_estimate.get('iqm'))} | {_format(eval_estimate.get('mean'))} "
+                f"| {_format(estimates['train_return'].get(config, {}).get('iqm'))} "
+                f"| {_mean_of(config_runs, 'effective_rank')} | {_mean_of(config_runs, 'embedding_std')} |"
+            )
+        lines.append("")
+        for run in env_runs:
+            rows_csv.append({key: value for key, value in run.items() if key not in ("metrics", "hyperparams", "eval_returns")})
+    report = out / "report.md"
+    report.write_text("\n".join(lines) + "\n")
+    with open(out / "results.csv", "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=list(rows_csv[0]))
+        writer.writeheader()
+        writer.writerows(rows_csv)
+    return report

@@ -1,0 +1,270 @@
+"""
+Running the study: one run per (environment, configuration, seed), each in a worker process, built exactly as
+``python -m rl_zoo3.train`` would build it (rl-zoo3's ExperimentManager and the packaged hyperparameter files),
+recording returns and collapse metrics over time.
+
+Each run writes into ``<out>/<env>/<config>/seed<seed>/``:
+
+- ``metrics.csv``: after every update, the timestep, the mean return of the last 100 training episodes and the
+  ``jepa/`` metrics;
+- ``episodes.csv``: every training episode's end timestep, return and length;
+- ``summary.json``: written last, so a run without it is unfinished and runs again (a rerun skips finished runs);
+- ``stdout.log`` and ``zoo/`` (rl-zoo3's own log folder: config, monitor files, the final model).
+"""
+
+import argparse
+import csv
+import inspect
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from queue import Empty
+from typing import Any
+
+import numpy as np
+
+from sb3_jepa.study.configs import config_kwargs
+
+#: Training-episode statistics window for ``ep_rew_mean`` (SB3's default stats_window_size)
+RETURN_WINDOW = 100
+#: Fraction of the budget whose training episodes make a run's final training return
+FINAL_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """
+    One run of the study.
+
+    :param algo: ``a2c_jepa`` or ``ppo_jepa``
+    :param env_id: a gymnasium id with an entry (or ``default``/``atari``) in the packaged hyperparameters
+    :param config: a configuration name (see :mod:`sb3_jepa.study.configs`)
+    :param seed: the run's seed
+    :param timesteps: training budget
+    :param hyperparams: overrides applied to every configuration (the configuration's own settings win)
+    :param eval_episodes: episodes of the final evaluation (0: none)
+    :param device: torch device
+    :param threads: torch threads in the worker
+    """
+
+    algo: str
+    env_id: str
+    config: str
+    seed: int
+    timesteps: int
+    hyperparams: dict[str, Any] = field(default_factory=dict, hash=False)
+    eval_episodes: int = 10
+    device: str = "cpu"
+    threads: int = 1
+
+    def directory(self, out: Path) -> Path:
+        """:return: where this run writes"""
+        return out / self.env_id.replace("/", "-") / self.config / f"seed{self.seed}"
+
+    def algorithm_kwargs(self) -> dict[str, Any]:
+        """:return: the hyperparameter overrides of this run: ``--hyperparams``, then the configuration's"""
+        return {**self.hyperparams, **config_kwargs(self.config)}
+
+
+def check_specs(specs: Iterable[RunSpec]) -> None:
+    """
+    Fail before any run starts on a configuration an algorithm cannot take (e.g. PPO-only arguments for A2C).
+
+    :param specs: the runs
+    """
+    from sb3_jepa.zoo import ALGORITHMS
+
+    for spec in specs:
+        if spec.algo not in ALGORITHMS:
+            raise ValueError(f"algo must be one of {sorted(ALGORITHMS)}, got {spec.algo!r}")
+        accepted = inspect.signature(ALGORITHMS[spec.algo].__init__).parameters
+        unknown = [key for key in config_kwargs(spec.config) if key not in accepted]
+        if unknown:
+            raise ValueError(f"Configuration {spec.config!r} sets {unknown}, which {spec.algo} does not accept")
+
+
+def _recorder_class() -> type:
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Recorder(BaseCallback):
+        """Records returns and the ``jepa/`` metrics after every update, and reports progress."""
+
+        def __init__(self, report: Callable[[int], None]):
+            super().__init__()
+            self.report = report
+            self.rows: list[dict[str, float]] = []
+            self.episodes: list[tuple[int, float, int]] = []
+            self._reported = 0
+
+        def _on_step(self) -> bool:
+            for info in self.locals.get("infos", []):
+                episode = info.get("episode")
+                if episode is not None:
+                    self.episodes.append((self.num_timesteps, float(episode["r"]), int(episode["l"])))
+            if self.num_timesteps - self._reported >= 1000:
+                self.report(self.num_timesteps - self._reported)
+                self._reported = self.num_timesteps
+            return True
+
+        def _on_rollout_start(self) -> None:
+            # The previous update's jepa/ values are still in the logger (it is dumped before the next update)
+            values = self.logger.name_to_value
+            if "jepa/coef" not in values:
+                return
+            recent = [ret for _, ret, _ in self.episodes[-RETURN_WINDOW:]]
+            row = {"timesteps": float(self.num_timesteps), "ep_rew_mean": float(np.mean(recent)) if recent else np.nan}
+            row.update({key: float(value) for key, value in values.items() if key.startswith("jepa/")})
+            self.rows.append(row)
+
+        def _on_training_end(self) -> None:
+            self._on_rollout_start()
+            self.report(self.num_timesteps - self._reported)
+
+    return Recorder
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns = sorted({key for row in rows for key in row}, key=lambda key: (key != "timesteps", key))
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def execute(spec: RunSpec, out: Path, progress: Any = None) -> dict[str, Any]:
+    """
+    Run one spec (in a worker process) and write its files.
+
+    :param spec: the run
+    :param out: the study's output folder
+    :param progress: a queue receiving ``(key, timesteps done since the last message)``, or None
+    :return: the run's summary
+    """
+    import torch as th
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    import sb3_jepa.zoo
+
+    th.set_num_threads(spec.threads)
+    run_dir = spec.directory(out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    key = str(run_dir.relative_to(out))
+
+    def report(steps: int) -> None:
+        if progress is not None and steps > 0:
+            progress.put((key, steps))
+
+    start = time.perf_counter()
+    with open(run_dir / "stdout.log", "w") as log, redirect_stdout(log), redirect_stderr(log):
+        from rl_zoo3.exp_manager import ExperimentManager
+
+        sb3_jepa.zoo.register()
+        manager = ExperimentManager(
+            argparse.Namespace(),
+            spec.algo,
+            spec.env_id,
+            str(run_dir / "zoo"),
+            n_timesteps=spec.timesteps,
+            eval_freq=-1,
+            hyperparams=spec.algorithm_kwargs(),
+            seed=spec.seed,
+            verbose=0,
+            device=spec.device,
+        )
+        setup = manager.setup_experiment()
+        assert setup is not None
+        model = setup[0]
+        recorder = _recorder_class()(report)
+        model.learn(spec.timesteps, callback=recorder)
+        eval_returns: list[float] = []
+        if spec.eval_episodes > 0:
+            eval_env = manager.create_envs(1, eval_env=True)
+            returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=spec.eval_episodes, return_episode_rewards=True)
+            eval_returns = [float(r) for r in returns]
+            eval_env.close()
+        model.save(run_dir / "zoo" / "model.zip")
+        model.get_env().close()
+
+    _write_csv(run_dir / "metrics.csv", recorder.rows)
+    _write_csv(run_dir / "episodes.csv", [dict(timesteps=t, ret=r, length=n) for t, r, n in recorder.episodes])
+    final_start = spec.timesteps * (1 - FINAL_FRACTION)
+    final_episodes = [ret for t, ret, _ in recorder.episodes if t >= final_start]
+    last = recorder.rows[-1] if recorder.rows else {}
+    summary = {
+        **asdict(spec),
+        "train_return": float(np.mean(final_episodes)) if final_episodes else None,
+        "eval_return": float(np.mean(eval_returns)) if eval_returns else None,
+        "eval_returns": eval_returns,
+        "effective_rank": last.get("jepa/effective_rank"),
+        "embedding_std": last.get("jepa/embedding_std"),
+        "participation_ratio": last.get("jepa/participation_ratio"),
+        "jepa_loss": last.get("jepa/loss"),
+        "wall_time_s": time.perf_counter() - start,
+    }
+    # Written last and atomically: its presence marks the run as finished
+    partial = run_dir / "summary.json.partial"
+    partial.write_text(json.dumps(summary, indent=2, default=str))
+    os.replace(partial, run_dir / "summary.json")
+    return summary
+
+
+def is_finished(spec: RunSpec, out: Path) -> bool:
+    """:return: whether the run already has its summary (reruns skip it)"""
+    return (spec.directory(out) / "summary.json").exists()
+
+
+def run_all(
+    specs: list[RunSpec], out: Path, workers: int, show_progress: bool = True
+) -> tuple[list[dict[str, Any]], list[tuple[RunSpec, BaseException]]]:
+    """
+    Run the unfinished specs on ``workers`` processes, with a progress bar over all their timesteps. A failing run
+    does not stop the others; it stays unfinished (a rerun tries it again).
+
+    :param specs: the runs
+    :param out: the study's output folder
+    :param workers: worker processes
+    :param show_progress: draw a progress bar (tqdm)
+    :return: the summaries of the runs done now, and the runs that failed with their error
+    """
+    todo = [spec for spec in specs if not is_finished(spec, out)]
+    failures: list[tuple[RunSpec, BaseException]] = []
+    if not todo:
+        return [], failures
+    context = get_context("spawn")  # no fork after torch has started threads
+    manager = context.Manager()
+    progress = manager.Queue()
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=sum(spec.timesteps for spec in todo), unit="step", desc=f"{len(todo)} runs")
+    summaries = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures: dict[Future, RunSpec] = {pool.submit(execute, spec, out, progress): spec for spec in todo}
+        pending = set(futures)
+        while pending:
+            try:
+                _, steps = progress.get(timeout=0.5)
+                if bar is not None:
+                    bar.update(steps)
+            except Empty:
+                pass
+            for future in [f for f in pending if f.done()]:
+                pending.discard(future)
+                error = future.exception()
+                if error is None:
+                    summaries.append(future.result())
+                else:
+                    failures.append((futures[future], error))
+                if bar is not None:
+                    bar.set_postfix_str(f"{len(summaries)} done, {len(failures)} failed, of {len(todo)}")
+    if bar is not None:
+        bar.close()
+    manager.shutdown()
+    return summaries, failures

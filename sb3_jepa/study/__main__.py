@@ -22,11 +22,15 @@ from sb3_jepa.study.runner import RunSpec, check_specs, run_all
 def _parser() -> argparse.ArgumentParser:
     from rl_zoo3.utils import StoreDict
 
-    parser = argparse.ArgumentParser(prog="python -m sb3_jepa.study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sb3_jepa.study", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="train the runs not finished yet, then write the report")
     run.add_argument("--algo", default="ppo_jepa", choices=["a2c_jepa", "ppo_jepa"])
-    run.add_argument("--env", nargs="+", default=["PixelCartPole-v1"], help="gymnasium ids (settings from the packaged rl-zoo3 files)")
+    run.add_argument(
+        "--env", nargs="+", default=["PixelCartPole-v1"], help="gymnasium ids (settings from the packaged rl-zoo3 files)"
+    )
     run.add_argument(
         "--configs",
         nargs="+",
@@ -35,7 +39,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     run.add_argument("--timesteps", type=int, default=100_000)
-    run.add_argument("--hyperparams", nargs="+", action=StoreDict, default={}, help="overrides for every configuration, as in rl-zoo3 (jepa_coef:0.1)")
+    run.add_argument(
+        "--hyperparams",
+        nargs="+",
+        action=StoreDict,
+        default={},
+        help="overrides for every configuration, as in rl-zoo3 (jepa_coef:0.1)",
+    )
     run.add_argument("--eval-episodes", type=int, default=10)
     run.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 1) // 2))
     run.add_argument("--threads", type=int, default=0, help="torch threads per worker (0: cores / workers)")
@@ -66,18 +76,20 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--timesteps and --workers must be positive, --eval-episodes and --threads >= 0")
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     specs = [
-        RunSpec(args.algo, env_id, config, seed, args.timesteps, dict(args.hyperparams), args.eval_episodes, args.device, threads)
+        RunSpec(
+            args.algo, env_id, config, seed, args.timesteps, dict(args.hyperparams), args.eval_episodes, args.device, threads
+        )
         for env_id in args.env
         for config in args.configs
         for seed in args.seeds
     ]
     try:
         check_specs(specs)
-    except ValueError as error:
-        parser.error(str(error))
+    except ValueError as invalid:
+        parser.error(str(invalid))
     _, failures = run_all(specs, args.out, args.workers, show_progress=not args.no_progress)
-    for spec, error in failures:
-        print(f"FAILED {spec.directory(args.out)}: {type(error).__name__}: {error}", file=sys.stderr)
+    for spec, failure in failures:
+        print(f"FAILED {spec.directory(args.out)}: {type(failure).__name__}: {failure}", file=sys.stderr)
     print(write_report(args.out))
     return 1 if failures else 0
 

@@ -183,14 +183,17 @@ def write_report(out: Path) -> Path:
         for config in configs:
             config_runs = [run for run in env_runs if run["config"] == config]
             eval_estimate = estimates["eval_return"].get(config, {})
+            train_estimate = estimates["train_return"].get(config, {})
             lines.append(
-                f"| {config} | {len(config_runs)} | {_format(eval_estimate.get('iqm'))} | {_format(eval_estimate.get('mean'))} "
-                f"| {_format(estimates['train_return'].get(config, {}).get('iqm'))} "
+                f"| {config} | {len(config_runs)} | {_format(eval_estimate.get('iqm'))} "
+                f"| {_format(eval_estimate.get('mean'))} | {_format(train_estimate.get('iqm'))} "
                 f"| {_mean_of(config_runs, 'effective_rank')} | {_mean_of(config_runs, 'embedding_std')} |"
             )
         lines.append("")
         for run in env_runs:
-            rows_csv.append({key: value for key, value in run.items() if key not in ("metrics", "hyperparams", "eval_returns")})
+            rows_csv.append(
+                {key: value for key, value in run.items() if key not in ("metrics", "hyperparams", "eval_returns")}
+            )
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     with open(out / "results.csv", "w", newline="") as file:

@@ -83,7 +83,7 @@ def check_specs(specs: Iterable[RunSpec]) -> None:
     for spec in specs:
         if spec.algo not in ALGORITHMS:
             raise ValueError(f"algo must be one of {sorted(ALGORITHMS)}, got {spec.algo!r}")
-        accepted = inspect.signature(ALGORITHMS[spec.algo].__init__).parameters
+        accepted = inspect.signature(ALGORITHMS[spec.algo]).parameters
         unknown = [key for key in config_kwargs(spec.config) if key not in accepted]
         if unknown:
             raise ValueError(f"Configuration {spec.config!r} sets {unknown}, which {spec.algo} does not accept")
@@ -186,10 +186,13 @@ def execute(spec: RunSpec, out: Path, progress: Any = None) -> dict[str, Any]:
         if spec.eval_episodes > 0:
             eval_env = manager.create_envs(1, eval_env=True)
             returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=spec.eval_episodes, return_episode_rewards=True)
+            assert isinstance(returns, list)
             eval_returns = [float(r) for r in returns]
             eval_env.close()
         model.save(run_dir / "zoo" / "model.zip")
-        model.get_env().close()
+        train_env = model.get_env()
+        if train_env is not None:
+            train_env.close()
 
     _write_csv(run_dir / "metrics.csv", recorder.rows)
     _write_csv(run_dir / "episodes.csv", [dict(timesteps=t, ret=r, length=n) for t, r, n in recorder.episodes])

@@ -6,6 +6,7 @@ into hyperparameters (``--storage ... --study-name ... --trial-id N``).
 rl-zoo3 is imported when a sampler runs, never when this module loads.
 """
 
+from collections.abc import Callable
 from typing import Any
 
 from sb3_jepa.common.jepa import TARGET_MODES
@@ -52,34 +53,21 @@ def _split(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return base, convert_jepa_params(params)
 
 
-def sample_a2c_jepa_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+def jepa_sampler(base_sampler: str) -> Callable[[Any, int, int, dict], dict[str, Any]]:
     """
-    rl-zoo3's A2C search space plus the JEPA settings.
-
-    :param trial: an ``optuna.Trial``
-    :param n_actions: number of actions (rl-zoo3's sampler signature)
-    :param n_envs: number of environments (rl-zoo3's sampler signature)
-    :param additional_args: rl-zoo3's extra sampler arguments
-    :return: the hyperparameters of the trial
+    :param base_sampler: the name of rl-zoo3's sampler for the base algorithm in ``rl_zoo3.hyperparams_opt``
+    :return: a sampler of rl-zoo3's search space for that algorithm plus the JEPA settings (rl-zoo3's sampler
+        signature: ``(trial, n_actions, n_envs, additional_args) -> hyperparameters``)
     """
-    from rl_zoo3.hyperparams_opt import sample_a2c_params
 
-    return {**sample_a2c_params(trial, n_actions, n_envs, additional_args), **convert_jepa_params(sample_jepa_params(trial))}
+    def sample(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
+        from rl_zoo3 import hyperparams_opt
 
+        base = getattr(hyperparams_opt, base_sampler)(trial, n_actions, n_envs, additional_args)
+        return {**base, **convert_jepa_params(sample_jepa_params(trial))}
 
-def sample_ppo_jepa_params(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
-    """
-    rl-zoo3's PPO search space plus the JEPA settings.
-
-    :param trial: an ``optuna.Trial``
-    :param n_actions: number of actions (rl-zoo3's sampler signature)
-    :param n_envs: number of environments (rl-zoo3's sampler signature)
-    :param additional_args: rl-zoo3's extra sampler arguments
-    :return: the hyperparameters of the trial
-    """
-    from rl_zoo3.hyperparams_opt import sample_ppo_params
-
-    return {**sample_ppo_params(trial, n_actions, n_envs, additional_args), **convert_jepa_params(sample_jepa_params(trial))}
+    sample.__name__ = sample.__qualname__ = f"{base_sampler}_with_jepa"
+    return sample
 
 
 def convert_onpolicy_jepa_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -95,5 +83,5 @@ def convert_onpolicy_jepa_params(params: dict[str, Any]) -> dict[str, Any]:
     return {**convert_onpolicy_params(base), **jepa}
 
 
-SAMPLERS = {"a2c_jepa": sample_a2c_jepa_params, "ppo_jepa": sample_ppo_jepa_params}
+SAMPLERS = {"a2c_jepa": jepa_sampler("sample_a2c_params"), "ppo_jepa": jepa_sampler("sample_ppo_params")}
 CONVERTERS = {"a2c_jepa": convert_onpolicy_jepa_params, "ppo_jepa": convert_onpolicy_jepa_params}

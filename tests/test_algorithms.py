@@ -275,3 +275,15 @@ def test_vicreg_terms_train_the_encoder(algo_cls):
     assert 0.0 < logged["jepa/vicreg_variance"] <= 1.0 and logged["jepa/vicreg_covariance"] >= 0.0
     assert "jepa/loss" not in logged
     assert any(not th.equal(p, q) for p, q in zip(model.policy.features_extractor.parameters(), encoder_before, strict=True))
+
+
+@pytest.mark.parametrize("target", ["online", "stop_grad", "ema"])
+def test_multistep_prediction_trains(target):
+    model = PPOJEPA("MlpPolicy", "CartPole-v1", seed=0, jepa_prediction_steps=3, jepa_target=target, **SMALL[PPOJEPA])
+    predictor_before = [p.clone() for p in model.policy.jepa_predictor.parameters()]
+    model.learn(2 * SMALL[PPOJEPA]["n_steps"])
+    assert np.isfinite(model.logger.name_to_value["jepa/loss"])
+    assert model.rollout_buffer.prediction_steps == 3
+    assert any(not th.equal(p, q) for p, q in zip(model.policy.jepa_predictor.parameters(), predictor_before, strict=True))
+    with pytest.raises(ValueError, match="jepa_prediction_steps must be"):
+        PPOJEPA("MlpPolicy", "NoSuchEnv-v0", jepa_prediction_steps=0)

@@ -224,3 +224,64 @@ def test_segment_length_argument():
         JEPARolloutBuffer(8, spaces.Box(-1, 1, (2,)), spaces.Discrete(2), segment_length=2.5)  # type: ignore[arg-type]
     model = PPOJEPA("MlpPolicy", DummyVecEnv([CountingEnv]), n_steps=8, batch_size=4, jepa_segment_length=4)
     assert model.rollout_buffer.segment_length == 4
+
+
+@pytest.mark.parametrize("algo_cls", [A2CJEPA, PPOJEPA])
+@pytest.mark.parametrize("segment_length", [None, 4])
+def test_multistep_successors(algo_cls, segment_length):
+    if algo_cls is A2CJEPA and segment_length:
+        pytest.skip("A2C samples the whole rollout at once")
+    steps = 3
+    venv = DummyVecEnv([lambda i=i: CountingEnv(i) for i in range(2)])
+    extra = {"jepa_segment_length": segment_length} if segment_length else {}
+    rollouts = run(algo_cls, venv, jepa_prediction_steps=steps, **extra)
+    check_rows(rollouts, identity, N_STEPS * 2)
+    seen_valid = np.zeros(steps)
+    for batches in rollouts:
+        for batch in batches:
+            assert batch.multistep_index.shape == (steps, len(batch.next_valid))
+            th.testing.assert_close(batch.multistep_index[0], batch.next_index)
+            th.testing.assert_close(batch.multistep_valid[0], batch.next_valid)
+            rows = state_of(th.cat([batch.observations, batch.next_extra_observations]))
+            current = state_of(batch.observations)
+            for k in range(steps):
+                valid = batch.multistep_valid[k].cpu().numpy().astype(bool)
+                seen_valid[k] += valid.sum()
+                successor = rows[batch.multistep_index[k].cpu().numpy()]
+                # s_{t+k+1}: same env and episode, k+1 steps later; invalid once the episode has ended
+                np.testing.assert_allclose(successor[valid], current[valid] + (k + 1) * STEP)
+                if k > 0:
+                    assert not (valid & ~batch.multistep_valid[k - 1].cpu().numpy().astype(bool)).any()
+            # (the actions along the chains are checked by test_multistep_actions_are_the_actions_taken)
+            for k in range(1, steps):
+                assert batch.multistep_actions[k - 1].shape == batch.actions.shape
+            # Extras are encoded once, even when several chains reach them
+            assert len(np.unique(state_of(batch.next_extra_observations), axis=0)) == len(batch.next_extra_observations)
+    assert seen_valid[0] > seen_valid[1] > seen_valid[2] > 0
+
+
+def test_multistep_actions_are_the_actions_taken():
+    """A Box action env whose observation is the last action: a_{t+k} must equal the observation s_{t+k+1}."""
+
+    class LastActionEnv(CountingEnv):
+        def __init__(self):
+            super().__init__()
+            self.action_space = spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+            self.observation_space = spaces.Box(-1.0, 1.0, (1,), dtype=np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            return np.zeros(1, dtype=np.float32), {}
+
+        def step(self, action):
+            clipped = np.clip(np.asarray(action, dtype=np.float32).reshape(1), -1, 1)
+            return clipped, 0.0, False, False, {}
+
+    model = PPOJEPA("MlpPolicy", DummyVecEnv([LastActionEnv]), n_steps=16, batch_size=16, n_epochs=1, jepa_prediction_steps=3)
+    model.learn(16)
+    (batch,) = list(model.rollout_buffer.get(16))
+    rows = th.cat([batch.observations, batch.next_extra_observations]).cpu().numpy().ravel()
+    for k in range(1, 3):
+        valid = batch.multistep_valid[k].cpu().numpy().astype(bool)
+        taken = np.clip(batch.multistep_actions[k - 1].cpu().numpy().ravel(), -1, 1)
+        np.testing.assert_allclose(rows[batch.multistep_index[k].cpu().numpy()][valid], taken[valid], rtol=1e-6)

@@ -68,6 +68,9 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
     :param jepa_vicreg_var_coef: weight of VICReg's variance hinge on the batch's embeddings (0: off, the paper's
         setting). An explicit anti-collapse term, to compare against.
     :param jepa_vicreg_cov_coef: weight of VICReg's off-diagonal covariance penalty (0: off)
+    :param jepa_prediction_steps: K, the number of steps the predictor is rolled forward with the actions taken
+        (SPR-style multi-step latent prediction); the JEPA loss is then the mean over the K steps. 1: the paper's
+        one-step loss.
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -108,6 +111,7 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
         predictor_net_arch: list[int] | None = None,
         jepa_vicreg_var_coef: float = 0.0,
         jepa_vicreg_cov_coef: float = 0.0,
+        jepa_prediction_steps: int = 1,
         _init_setup_model: bool = True,
     ):
         self._init_jepa(
@@ -118,6 +122,7 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
             predictor_net_arch=predictor_net_arch,
             jepa_vicreg_var_coef=jepa_vicreg_var_coef,
             jepa_vicreg_cov_coef=jepa_vicreg_cov_coef,
+            jepa_prediction_steps=jepa_prediction_steps,
             rollout_buffer_class=rollout_buffer_class,
             policy_kwargs=policy_kwargs,
         )

@@ -53,6 +53,13 @@ class JEPARolloutBufferSamples(NamedTuple):
     next_index: th.Tensor
     #: the next observations that are not rows of ``observations``
     next_extra_observations: th.Tensor
+    #: with ``prediction_steps = K > 1``: ``(K, batch)`` rows of ``cat(observations, next_extra_observations)``
+    #: holding ``s_{t+k}``, k = 1..K (``multistep_index[0]`` is ``next_index``), else None
+    multistep_index: th.Tensor | None = None
+    #: ``(K, batch)``: 1.0 where ``s_{t+k}`` is known and the episode did not end before ``t+k``, else None
+    multistep_valid: th.Tensor | None = None
+    #: ``(K - 1, batch, action_dim)``: the actions ``a_{t+k}``, k = 1..K-1, that lead there, else None
+    multistep_actions: th.Tensor | None = None
 
     @property
     def next_observations(self) -> th.Tensor:
@@ -72,6 +79,9 @@ class JEPADictRolloutBufferSamples(NamedTuple):
     next_valid: th.Tensor
     next_index: th.Tensor
     next_extra_observations: TensorDict
+    multistep_index: th.Tensor | None = None
+    multistep_valid: th.Tensor | None = None
+    multistep_actions: th.Tensor | None = None
 
     @property
     def next_observations(self) -> TensorDict:
@@ -99,6 +109,7 @@ class NextObservationMixin:
     pos: int
     device: th.device
     observations: Any
+    actions: np.ndarray
     episode_starts: np.ndarray
     obs_shape: Any
     generator_ready: bool
@@ -113,8 +124,9 @@ class NextObservationMixin:
     # Provided by SB3's BaseBuffer (annotated only, so that the mixin does not shadow it)
     to_torch: Callable[..., th.Tensor]
 
-    def __init__(self, *args: Any, segment_length: int | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, segment_length: int | None = None, prediction_steps: int = 1, **kwargs: Any):
         self.segment_length = check_optional_positive_int("segment_length", segment_length)
+        self.prediction_steps = check_optional_positive_int("prediction_steps", prediction_steps) or 1
         super().__init__(*args, **kwargs)
 
     def _map_obs(self, fn: Any, *trees: Any) -> Any:
@@ -259,24 +271,44 @@ class NextObservationMixin:
         return self._map_obs(gather, self.observations, self._terminal_stack, self.final_observations)
 
     def _next_fields(self, batch_inds: np.ndarray) -> dict[str, Any]:
-        """The ``next_*`` fields of a sample whose rows are ``batch_inds``."""
+        """The ``next_*`` (and ``multistep_*``) fields of a sample whose rows are ``batch_inds``."""
         batch_size, n_rows = len(batch_inds), self.buffer_size * self.n_envs
-        next_rows = self._next_rows(batch_inds)
-        valid = next_rows >= 0
-        # Which row of this batch (if any) holds each next observation: a sorted search, O(batch log batch)
+        # successors[k] is where s_{t+k+1} is; a chain stops (-1) at an episode end or at the rollout's end
+        successors = [self._next_rows(batch_inds)]
+        for _ in range(1, self.prediction_steps):
+            previous = successors[-1]
+            in_buffer = (previous >= 0) & (previous < n_rows)
+            following = np.full(batch_size, -1, dtype=np.int64)
+            following[in_buffer] = self._next_rows(previous[in_buffer])
+            successors.append(following)
+        wanted = np.concatenate(successors)
+        valid = wanted >= 0
+        # Which row of this batch (if any) holds each wanted observation: a sorted search, O(batch log batch)
         order = np.argsort(batch_inds)
         sorted_inds = batch_inds[order]
-        position = np.minimum(np.searchsorted(sorted_inds, next_rows), batch_size - 1)
-        in_batch = valid & (next_rows < n_rows) & (sorted_inds[position] == next_rows)
+        position = np.minimum(np.searchsorted(sorted_inds, wanted), batch_size - 1)
+        in_batch = valid & (wanted < n_rows) & (sorted_inds[position] == wanted)
         needs_extra = valid & ~in_batch
-        next_index = np.arange(batch_size, dtype=np.int64)
-        next_index[in_batch] = order[position[in_batch]]
-        next_index[needs_extra] = batch_size + np.arange(int(needs_extra.sum()))
-        return dict(
-            next_valid=self.to_torch(valid.astype(np.float32)),
-            next_index=th.as_tensor(next_index, device=self.device),
-            next_extra_observations=self._map_obs(self.to_torch, self._gather_observations(next_rows[needs_extra])),
+        # Each extra observation once, even when several chains reach it
+        extra_rows, extra_position = np.unique(wanted[needs_extra], return_inverse=True)
+        index = np.tile(np.arange(batch_size, dtype=np.int64), self.prediction_steps)
+        index[in_batch] = order[position[in_batch]]
+        index[needs_extra] = batch_size + extra_position
+        fields: dict[str, Any] = dict(
+            next_valid=self.to_torch(valid[:batch_size].astype(np.float32)),
+            next_index=th.as_tensor(index[:batch_size], device=self.device),
+            next_extra_observations=self._map_obs(self.to_torch, self._gather_observations(extra_rows)),
         )
+        if self.prediction_steps > 1:
+            steps = (self.prediction_steps, batch_size)
+            intermediate = np.stack(successors[:-1])  # rows whose actions lead to the next step (valid where >= 0)
+            actions = self.actions[np.where((intermediate >= 0) & (intermediate < n_rows), intermediate, 0)]
+            fields.update(
+                multistep_index=th.as_tensor(index.reshape(steps), device=self.device),
+                multistep_valid=self.to_torch(valid.reshape(steps).astype(np.float32)),
+                multistep_actions=self.to_torch(actions.astype(np.float32)),
+            )
+        return fields
 
 
 class JEPARolloutBuffer(NextObservationMixin, RolloutBuffer):
@@ -293,6 +325,8 @@ class JEPARolloutBuffer(NextObservationMixin, RolloutBuffer):
     :param n_envs: Number of parallel environments
     :param segment_length: draw minibatches as shuffled time-contiguous segments of this many steps of one env
         (``None``: SB3's independently shuffled rows); see :meth:`NextObservationMixin.get`
+    :param prediction_steps: K, how many successors ``s_{t+1}..s_{t+K}`` each sample carries (multi-step latent
+        prediction); 1 gives only ``s_{t+1}``
     """
 
     def reset(self) -> None:
@@ -321,6 +355,8 @@ class JEPADictRolloutBuffer(NextObservationMixin, DictRolloutBuffer):
     :param n_envs: Number of parallel environments
     :param segment_length: draw minibatches as shuffled time-contiguous segments of this many steps of one env
         (``None``: SB3's independently shuffled rows); see :meth:`NextObservationMixin.get`
+    :param prediction_steps: K, how many successors ``s_{t+1}..s_{t+K}`` each sample carries (multi-step latent
+        prediction); 1 gives only ``s_{t+1}``
     """
 
     def reset(self) -> None:

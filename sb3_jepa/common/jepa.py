@@ -99,6 +99,13 @@ def num_rows(observations: th.Tensor | dict[str, th.Tensor]) -> int:
     return observations.shape[0]
 
 
+def concat_observations(first: Any, second: Any) -> Any:
+    """:return: the rows of ``first`` then those of ``second`` (tensors, or dicts of tensors for ``Dict`` observations)"""
+    if isinstance(first, dict):
+        return {key: th.cat([first[key], second[key]]) for key in first}
+    return th.cat([first, second])
+
+
 def has_parameters(module: nn.Module) -> bool:
     """:return: whether ``module`` has any trainable parameter"""
     return any(p.requires_grad for p in module.parameters())

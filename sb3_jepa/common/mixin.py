@@ -29,7 +29,9 @@ from sb3_jepa.common.buffers import (
 from sb3_jepa.common.jepa import (
     check_finite_nonnegative,
     check_net_arch,
+    check_optional_positive_int,
     check_target_mode,
+    concat_observations,
     masked_prediction_loss,
     num_rows,
     vicreg_terms,
@@ -73,6 +75,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
     predictor_net_arch: list[int] | None
     jepa_vicreg_var_coef: float
     jepa_vicreg_cov_coef: float
+    jepa_prediction_steps: int
 
     def _init_jepa(
         self,
@@ -84,6 +87,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         predictor_net_arch: list[int] | None,
         jepa_vicreg_var_coef: float,
         jepa_vicreg_cov_coef: float,
+        jepa_prediction_steps: int,
         rollout_buffer_class: type[RolloutBuffer] | None,
         policy_kwargs: dict[str, Any] | None,
     ) -> None:
@@ -97,6 +101,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         :param predictor_net_arch: see the algorithm's docstring
         :param jepa_vicreg_var_coef: see the algorithm's docstring
         :param jepa_vicreg_cov_coef: see the algorithm's docstring
+        :param jepa_prediction_steps: see the algorithm's docstring
         :param rollout_buffer_class: the algorithm's ``rollout_buffer_class`` argument
         :param policy_kwargs: the algorithm's ``policy_kwargs`` argument
         """
@@ -118,6 +123,10 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         )
         self.jepa_vicreg_var_coef = check_finite_nonnegative("jepa_vicreg_var_coef", jepa_vicreg_var_coef)
         self.jepa_vicreg_cov_coef = check_finite_nonnegative("jepa_vicreg_cov_coef", jepa_vicreg_cov_coef)
+        steps = check_optional_positive_int("jepa_prediction_steps", jepa_prediction_steps)
+        if steps is None:
+            raise ValueError("jepa_prediction_steps must be a positive int, got None")
+        self.jepa_prediction_steps = steps
         if rollout_buffer_class is not None and not (
             isinstance(rollout_buffer_class, type) and issubclass(rollout_buffer_class, JEPA_BUFFER_CLASSES)
         ):
@@ -145,6 +154,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
                 f"rollout_buffer_class must be a subclass of {expected.__name__} for the observation space "
                 f"{self.observation_space}, got {self.rollout_buffer_class.__name__}"
             )
+        if self.jepa_prediction_steps > 1:
+            self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "prediction_steps": self.jepa_prediction_steps}
         self.policy_class = as_jepa_policy(self.policy_class)  # type: ignore[arg-type]
         self.policy_kwargs = {
             **self.policy_kwargs,
@@ -233,6 +244,10 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             prediction, target = self._jepa_prediction_and_target(rollout_data, embeddings)
             jepa_loss = masked_prediction_loss(prediction, target, rollout_data.next_valid)
             stats.last_prediction = (prediction.detach(), target.detach(), rollout_data.next_valid)
+            if self.jepa_prediction_steps > 1:
+                jepa_loss = (jepa_loss + self._jepa_later_steps_loss(rollout_data, embeddings, prediction)) / (
+                    self.jepa_prediction_steps
+                )
             extra_loss = stats.coef * jepa_loss
         if uses_vicreg:
             variance, covariance = vicreg_terms(z.flatten(1))
@@ -266,6 +281,31 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             if self.jepa_target == "stop_grad":
                 target = target.detach()
         return self.policy.jepa_predictor(z, data.actions), target
+
+    def _jepa_later_steps_loss(self, data: JEPASamples, embeddings: th.Tensor, prediction: th.Tensor) -> th.Tensor:
+        """
+        SPR-style multi-step latent prediction: roll the predictor forward with the actions actually taken,
+        ``z_hat_{t+k+1} = W(z_hat_{t+k}, a_{t+k})``, and compare with ``E(s_{t+k+1})`` for k = 1..K-1 (each step's
+        loss averaged over the transitions whose episode has not ended before it).
+
+        :param data: the (mini)batch (with ``multistep_*`` fields)
+        :param embeddings: as for :meth:`_jepa_prediction_and_target`
+        :param prediction: the first step's prediction ``W(z_t, a_t)``
+        :return: the sum of the later steps' losses
+        """
+        assert data.multistep_index is not None and data.multistep_valid is not None and data.multistep_actions is not None
+        if self.jepa_target == "ema":
+            with th.no_grad():
+                observations = concat_observations(data.observations, data.next_extra_observations)
+                targets = self.policy.jepa_encode(observations, target=True)
+        else:
+            targets = embeddings.detach() if self.jepa_target == "stop_grad" else embeddings
+        total = th.zeros((), device=prediction.device)
+        for step in range(1, self.jepa_prediction_steps):
+            prediction = self.policy.jepa_predictor(prediction, data.multistep_actions[step - 1])
+            target = targets[data.multistep_index[step]]
+            total = total + masked_prediction_loss(prediction, target, data.multistep_valid[step])
+        return total
 
     def _jepa_after_step(self) -> None:
         """After each optimizer step: move the ``ema`` target encoder."""

@@ -29,6 +29,7 @@ from sb3_jepa.common.jepa import (
     check_net_arch,
     check_target_mode,
     cnn_encoder_class,
+    concat_observations,
     default_predictor_arch,
     num_rows,
     warn_if_encoder_has_no_parameters,
@@ -129,7 +130,7 @@ class JEPAPolicyMixin(ActorCriticPolicy):
                 return None
             (observations,) = args
             n_rows.append(num_rows(observations))
-            return (_concat_obs(observations, extra),)
+            return (concat_observations(observations, extra),)
 
         def hook(module: nn.Module, args: Any, output: th.Tensor) -> th.Tensor | None:
             # One shot: only the first encoder pass (the one of evaluate_actions) is captured
@@ -330,9 +331,3 @@ def as_jepa_policy(policy_class: type[ActorCriticPolicy]) -> type[JEPAPolicyMixi
         (JEPAPolicyMixin, policy_class),
         {"__module__": policy_class.__module__, "__doc__": f"{policy_class.__name__} with a JEPA predictor (sb3-jepa)."},
     )
-
-
-def _concat_obs(first: th.Tensor | dict[str, th.Tensor], second: Any) -> th.Tensor | dict[str, th.Tensor]:
-    if isinstance(first, dict):
-        return {key: th.cat([first[key], second[key]]) for key in first}
-    return th.cat([first, second])

@@ -78,6 +78,9 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
     :param jepa_vicreg_var_coef: weight of VICReg's variance hinge on the batch's embeddings (0: off, the paper's
         setting). An explicit anti-collapse term, to compare against.
     :param jepa_vicreg_cov_coef: weight of VICReg's off-diagonal covariance penalty (0: off)
+    :param jepa_prediction_steps: K, the number of steps the predictor is rolled forward with the actions taken
+        (SPR-style multi-step latent prediction); the JEPA loss is then the mean over the K steps. 1: the paper's
+        one-step loss.
     :param jepa_segment_length: draw each minibatch as shuffled time-contiguous segments of this many steps of one
         env instead of independently shuffled rows (``None``, SB3's way). Most ``s_{t+1}`` are then rows of the
         same minibatch, whose encoder pass gives their embedding for free; the price is minibatches of correlated
@@ -125,6 +128,7 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
         predictor_net_arch: list[int] | None = None,
         jepa_vicreg_var_coef: float = 0.0,
         jepa_vicreg_cov_coef: float = 0.0,
+        jepa_prediction_steps: int = 1,
         jepa_segment_length: int | None = None,
         _init_setup_model: bool = True,
     ):
@@ -137,6 +141,7 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
             predictor_net_arch=predictor_net_arch,
             jepa_vicreg_var_coef=jepa_vicreg_var_coef,
             jepa_vicreg_cov_coef=jepa_vicreg_cov_coef,
+            jepa_prediction_steps=jepa_prediction_steps,
             rollout_buffer_class=rollout_buffer_class,
             policy_kwargs=policy_kwargs,
         )

@@ -18,6 +18,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "jepa_rl_ema": dict(jepa_target="ema"),
     # JEPA + RL with a stop-gradient target (SimSiam/TD-MPC2 style)
     "jepa_rl_stop_grad": dict(jepa_target="stop_grad"),
+    # JEPA + RL with SPR-style 5-step latent prediction (the predictor rolled forward with the actions taken)
+    "jepa_rl_multistep": dict(jepa_prediction_steps=5),
     # JEPA + RL with PPO minibatches drawn as 16-step segments (the faster sampler; PPO only)
     "jepa_rl_segments": dict(jepa_segment_length=16),
 }

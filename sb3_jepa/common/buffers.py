@@ -289,8 +289,12 @@ class NextObservationMixin:
         position = np.minimum(np.searchsorted(sorted_inds, wanted), batch_size - 1)
         in_batch = valid & (wanted < n_rows) & (sorted_inds[position] == wanted)
         needs_extra = valid & ~in_batch
-        # Each extra observation once, even when several chains reach it
-        extra_rows, extra_position = np.unique(wanted[needs_extra], return_inverse=True)
+        if self.prediction_steps > 1:
+            # Each extra observation once, even when several chains reach it
+            extra_rows, extra_position = np.unique(wanted[needs_extra], return_inverse=True)
+        else:
+            # One successor per row: no two rows want the same observation
+            extra_rows, extra_position = wanted[needs_extra], np.arange(int(needs_extra.sum()))
         index = np.tile(np.arange(batch_size, dtype=np.int64), self.prediction_steps)
         index[in_batch] = order[position[in_batch]]
         index[needs_extra] = batch_size + extra_position

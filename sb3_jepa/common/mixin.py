@@ -50,7 +50,8 @@ class _TrainStats:
     """What one call of ``train()`` accumulates for the ``jepa/`` logs (never saved)."""
 
     coef: float = 0.0
-    losses: list[float] = field(default_factory=list)
+    #: detached JEPA losses of the minibatches (averaged once, at logging time: no extra sync per step)
+    losses: list[th.Tensor] = field(default_factory=list)
     #: VICReg (variance, covariance) terms, when they are on
     vicreg: list[tuple[float, float]] = field(default_factory=list)
     last_embeddings: th.Tensor | None = None
@@ -261,7 +262,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
                 "Lower jepa_coef or the learning rate, or normalise the observations."
             )
         if stats.coef > 0.0:
-            stats.losses.append(jepa_loss.item())
+            stats.losses.append(jepa_loss.detach())
         return loss + extra_loss
 
     def _jepa_prediction_and_target(self, data: JEPASamples, embeddings: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
@@ -317,7 +318,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         stats = self._jepa_train_stats
         self.logger.record("jepa/coef", stats.coef)
         if stats.losses:
-            self.logger.record("jepa/loss", float(np.mean(stats.losses)))
+            self.logger.record("jepa/loss", th.stack(stats.losses).mean().item())
         if stats.vicreg:
             variance, covariance = np.mean(stats.vicreg, axis=0)
             self.logger.record("jepa/vicreg_variance", float(variance))

@@ -11,10 +11,16 @@ function of :mod:`sb3_jepa.zoo` adds to it (never replacing an existing key). An
 Set ``SB3_JEPA_NO_ZOO_HOOK=1`` to turn it off; ``sb3_jepa.zoo.register()`` does the same registration explicitly.
 """
 
+from __future__ import annotations
+
 import os
 import sys
-from types import ModuleType
-from typing import Any
+
+# Nothing more is imported at interpreter start: not even typing (about as costly as this whole module)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any
 
 OPT_OUT_VARIABLE = "SB3_JEPA_NO_ZOO_HOOK"
 

@@ -127,6 +127,11 @@ def test_interpreter_start_imports_nothing_heavy():
     assert run(sys.executable, "-c", probe).stdout.split() == ["False", "False", "False", "True"]
     opted_out = run(sys.executable, "-c", probe, env={sb3_jepa_zoo_hook.OPT_OUT_VARIABLE: "1"})
     assert opted_out.stdout.split() == ["False", "False", "False", "False"]
+    # Installing the hook loads no module (its own module is loaded either way, by the .pth line), not even typing
+    modules = "import sys; print(sorted(sys.modules))"
+    loaded = run(sys.executable, "-c", modules).stdout
+    assert loaded == run(sys.executable, "-c", modules, env={sb3_jepa_zoo_hook.OPT_OUT_VARIABLE: "1"}).stdout
+    assert "'sb3_jepa_zoo_hook'" in loaded and "'typing'" not in loaded
 
 
 def test_hook_errors_become_one_warning(tmp_path, monkeypatch):

@@ -82,7 +82,8 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         # Its initialisation runs on a forked RNG so that it does not shift the random stream used by
         # everything after: with jepa_coef=0 a JEPA model reproduces plain SB3 bit for bit.
         with th.random.fork_rng(devices=[]):
-            th.manual_seed((th.initial_seed() + _PREDICTOR_SEED_OFFSET) % 2**63)
+            # The CPU generator only (th.manual_seed would also reseed CUDA's, which fork_rng(devices=[]) leaves alone)
+            th.default_generator.manual_seed((th.initial_seed() + _PREDICTOR_SEED_OFFSET) % 2**63)
             self.jepa_predictor = JEPAPredictor(
                 self.features_dim,
                 self.action_space,

@@ -144,6 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     print(" | ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))
     for name in args.pairs:
         pair = available[name]
+        # Untimed first runs: torch's and the envs' one-time initialisation would otherwise land on one side
+        for jepa in (False, True):
+            timed_run(pair, jepa, args, seed=10_000)
         ratios, plain_times, jepa_times = [], [], []
         memory = BufferBytes()
         for repeat in range(args.repeats):

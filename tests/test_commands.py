@@ -25,9 +25,9 @@ def test_demo_trains_on_atari_and_prints_the_metrics():
 
 
 def test_speed_benchmark_smoke():
-    output = run("-m", "benchmarks.speed", "--pairs", "a2c-mlp", "ppo-mlp", "--timesteps", "512", "--repeats", "1").stdout
-    lines = [line for line in output.splitlines() if line.strip().startswith(("a2c-mlp", "ppo-mlp"))]
-    assert len(lines) == 2
+    output = run("-m", "benchmarks.speed", "--pairs", "a2c-mlp", "--timesteps", "512", "--repeats", "2").stdout
+    lines = [line for line in output.splitlines() if line.strip().startswith("a2c-mlp")]
+    assert len(lines) == 1
     for line in lines:
         ratio = float(line.split("|")[1])
         assert 0.0 < ratio < 10.0

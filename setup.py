@@ -21,7 +21,9 @@ class build_startup_files(Command):
     editable_mode = False
 
     def initialize_options(self) -> None:
-        self.build_lib: str = ""
+        # None, not "": set_undefined_options only fills options that are still None (with "" the files landed in
+        # the current directory and the wheel shipped without them)
+        self.build_lib: str | None = None
 
     def finalize_options(self) -> None:
         self.set_undefined_options("build_py", ("build_lib", "build_lib"))
@@ -30,6 +32,7 @@ class build_startup_files(Command):
         if self.editable_mode:
             # setuptools' editable wheel installs the content of install_lib (its unpacked wheel) as is
             return self.get_finalized_command("install").install_lib
+        assert self.build_lib is not None, "finalize_options sets build_lib"
         return self.build_lib
 
     def run(self) -> None:
@@ -38,7 +41,7 @@ class build_startup_files(Command):
             self.copy_file(path, os.path.join(target, os.path.basename(path)))
 
     def get_outputs(self) -> list[str]:
-        return [os.path.join(self.build_lib, os.path.basename(path)) for path in STARTUP_FILES]
+        return [os.path.join(self._target(), os.path.basename(path)) for path in STARTUP_FILES]
 
     def get_source_files(self) -> list[str]:
         return list(STARTUP_FILES)

@@ -199,3 +199,5 @@ def test_wheel_ships_hook_and_configs(tmp_path):
     assert {"sb3_jepa_zoo.pth", "sb3_jepa_zoo.start", "sb3_jepa_zoo_hook.py"} <= names
     assert {"sb3_jepa/hyperparams/a2c_jepa.yml", "sb3_jepa/hyperparams/ppo_jepa.yml"} <= names
     assert zipfile.ZipFile(wheel).read("sb3_jepa_zoo.start").decode().strip().endswith("sb3_jepa_zoo_hook:install")
+    # The build step writes into the build tree, never into the source tree
+    assert not (REPO / "sb3_jepa_zoo.pth").exists() and not (REPO / "sb3_jepa_zoo.start").exists()

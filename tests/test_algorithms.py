@@ -138,7 +138,7 @@ def test_target_modes_gradient_paths(target):
     batch = one_batch(model)
     assert len(batch.next_extra_observations) > 0
     z = model.policy.jepa_encode(th.cat([batch.observations, batch.next_extra_observations]))
-    prediction, next_z = model._jepa_prediction_and_target(batch, z)
+    prediction, next_z, _ = model._jepa_prediction_and_target(batch, z)
     assert prediction.requires_grad
     assert next_z.requires_grad == (target == "online")
     # The target is E(s_{t+1}) (or its EMA copy) of the true next observations

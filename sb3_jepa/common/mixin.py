@@ -208,11 +208,13 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         """
         Before ``evaluate_actions``: capture its encoder pass, extended to the next observations that are not rows
         of the batch (terminal and final observations; in PPO, successors outside the minibatch), so that one
-        encoder pass gives ``E(s_t)`` and every ``E(s_{t+1})`` (not needed with the ``ema`` target, nor when the
-        loss is off).
+        encoder pass gives ``E(s_t)`` and every ``E(s_{t+1})`` (only with the ``online`` target, when the loss
+        is on).
         """
         stats = self._jepa_train_stats
-        wants_extra = stats.coef > 0.0 and self.jepa_target != "ema"
+        # Only the online target needs the extras' gradient; stop_grad encodes them without a graph (a forward pass
+        # costs about a third of a forward and backward), ema with its own encoder
+        wants_extra = stats.coef > 0.0 and self.jepa_target == "online"
         extra = rollout_data.next_extra_observations
         self.policy.jepa_capture_start(
             detach_encoder=not self.encoder_rl_grad,
@@ -242,11 +244,12 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             return loss
         extra_loss = th.zeros((), device=z.device)
         if stats.coef > 0.0:
-            prediction, target = self._jepa_prediction_and_target(rollout_data, embeddings)
+            prediction, target, target_rows = self._jepa_prediction_and_target(rollout_data, embeddings)
             jepa_loss = masked_prediction_loss(prediction, target, rollout_data.next_valid)
             stats.last_prediction = (prediction.detach(), target.detach(), rollout_data.next_valid)
             if self.jepa_prediction_steps > 1:
-                jepa_loss = (jepa_loss + self._jepa_later_steps_loss(rollout_data, embeddings, prediction)) / (
+                assert target_rows is not None
+                jepa_loss = (jepa_loss + self._jepa_later_steps_loss(rollout_data, target_rows, prediction)) / (
                     self.jepa_prediction_steps
                 )
             extra_loss = stats.coef * jepa_loss
@@ -265,46 +268,62 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             stats.losses.append(jepa_loss.detach())
         return loss + extra_loss
 
-    def _jepa_prediction_and_target(self, data: JEPASamples, embeddings: th.Tensor) -> tuple[th.Tensor, th.Tensor]:
+    def _jepa_prediction_and_target(
+        self, data: JEPASamples, embeddings: th.Tensor
+    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
         """
         :param data: the (mini)batch
-        :param embeddings: ``E(s_t)`` for the batch's rows, then (except in ``ema`` mode) ``E`` of
+        :param embeddings: ``E(s_t)`` for the batch's rows, then (``online`` target only) ``E`` of
             ``data.next_extra_observations``
-        :return: ``W(z_t, a_t)`` and the target ``z_{t+1}`` (with gradient only in ``online`` mode)
+        :return: ``W(z_t, a_t)``, the target ``z_{t+1}`` (with gradient only in ``online`` mode), and the targets
+            of every row of ``cat(data.observations, data.next_extra_observations)`` (None for the one-step ``ema``
+            loss, which encodes only the successors)
         """
         z = embeddings[: len(data.next_valid)]
-        if self.jepa_target == "ema":
+        prediction = self.policy.jepa_predictor(z, data.actions)
+        if self.jepa_target == "ema" and self.jepa_prediction_steps == 1:
+            # The successors only: fewer rows than batch + extras under SB3's shuffled minibatches
             with th.no_grad():
-                target = self.policy.jepa_encode(data.next_observations, target=True)
-        else:
-            # Every E(s_{t+1}) is a row of the encoder pass: no observation is encoded twice
-            target = embeddings[data.next_index]
-            if self.jepa_target == "stop_grad":
-                target = target.detach()
-        return self.policy.jepa_predictor(z, data.actions), target
+                return prediction, self.policy.jepa_encode(data.next_observations, target=True), None
+        target_rows = self._jepa_target_rows(data, embeddings)
+        return prediction, target_rows[data.next_index], target_rows
 
-    def _jepa_later_steps_loss(self, data: JEPASamples, embeddings: th.Tensor, prediction: th.Tensor) -> th.Tensor:
+    def _jepa_target_rows(self, data: JEPASamples, embeddings: th.Tensor) -> th.Tensor:
+        """
+        :param data: the (mini)batch
+        :param embeddings: as for :meth:`_jepa_prediction_and_target`
+        :return: the target embedding of every row of ``cat(data.observations, data.next_extra_observations)``
+            (no observation is encoded twice)
+        """
+        if self.jepa_target == "online":
+            return embeddings
+        with th.no_grad():
+            if self.jepa_target == "ema":
+                observations = concat_observations(data.observations, data.next_extra_observations)
+                return self.policy.jepa_encode(observations, target=True)
+            # stop_grad: the batch's rows are encoded already; the extras need a forward pass, no graph
+            z = embeddings[: len(data.next_valid)].detach()
+            if num_rows(data.next_extra_observations) == 0:
+                return z
+            return th.cat([z, self.policy.jepa_encode(data.next_extra_observations)])
+
+    def _jepa_later_steps_loss(self, data: JEPASamples, target_rows: th.Tensor, prediction: th.Tensor) -> th.Tensor:
         """
         SPR-style multi-step latent prediction: roll the predictor forward with the actions actually taken,
         ``z_hat_{t+k+1} = W(z_hat_{t+k}, a_{t+k})``, and compare with ``E(s_{t+k+1})`` for k = 1..K-1 (each step's
         loss averaged over the transitions whose episode has not ended before it).
 
         :param data: the (mini)batch (with ``multistep_*`` fields)
-        :param embeddings: as for :meth:`_jepa_prediction_and_target`
+        :param target_rows: the targets of the rows of ``cat(data.observations, data.next_extra_observations)``
+            (see :meth:`_jepa_target_rows`)
         :param prediction: the first step's prediction ``W(z_t, a_t)``
         :return: the sum of the later steps' losses
         """
         assert data.multistep_index is not None and data.multistep_valid is not None and data.multistep_actions is not None
-        if self.jepa_target == "ema":
-            with th.no_grad():
-                observations = concat_observations(data.observations, data.next_extra_observations)
-                targets = self.policy.jepa_encode(observations, target=True)
-        else:
-            targets = embeddings.detach() if self.jepa_target == "stop_grad" else embeddings
         total = th.zeros((), device=prediction.device)
         for step in range(1, self.jepa_prediction_steps):
             prediction = self.policy.jepa_predictor(prediction, data.multistep_actions[step - 1])
-            target = targets[data.multistep_index[step]]
+            target = target_rows[data.multistep_index[step]]
             total = total + masked_prediction_loss(prediction, target, data.multistep_valid[step])
         return total
 

@@ -12,6 +12,7 @@ from sb3_jepa.common.metrics import (
     embedding_std,
     participation_ratio,
     prediction_cosine,
+    singular_values,
 )
 
 
@@ -57,6 +58,16 @@ def test_collapse_metrics_agree_with_single_metrics():
     assert metrics["participation_ratio"] == pytest.approx(participation_ratio(z))
     assert metrics["embedding_std"] == pytest.approx(embedding_std(z))
     assert 1.0 < metrics["participation_ratio"] <= metrics["effective_rank"] <= 4.0 + 1e-4
+
+
+@pytest.mark.parametrize("shape", [(40, 512), (256, 64), (32, 32)])
+def test_singular_values_match_svd(shape):
+    # Wide (A2C on Atari), tall (PPO minibatches of an MLP encoder) and square batches
+    th.manual_seed(0)
+    z = th.randn(*shape) @ th.diag(th.logspace(0, -3, shape[1]))
+    centred = (z - z.mean(dim=0)).double()
+    expected = th.linalg.svdvals(centred)
+    th.testing.assert_close(singular_values(z), expected, atol=1e-7 * expected[0].item(), rtol=1e-6)
 
 
 def test_bad_shapes():

@@ -1,7 +1,7 @@
 """
 Collapse metrics: pure functions on a batch of embeddings ``z`` of shape ``(batch, dim)``.
 
-They are cheap enough to run on every update (one ``svdvals`` of a ``batch x dim`` matrix) and are
+They are cheap enough to run on every update (one eigendecomposition of a small Gram matrix) and are
 logged by :class:`sb3_jepa.common.mixin.JEPAOnPolicyMixin` under ``jepa/``.
 
 Collapse shows up in two ways that these metrics keep apart:
@@ -39,13 +39,18 @@ def embedding_std(z: th.Tensor) -> float:
 
 def singular_values(z: th.Tensor) -> th.Tensor:
     """
-    Singular values of the centred batch ``z - mean(z)``.
+    Singular values of the centred batch ``z - mean(z)``, as the square roots of the eigenvalues of its smaller
+    Gram matrix (``batch x batch`` or ``dim x dim``), in float64: several times cheaper than an SVD for the wide
+    batches of A2C (40 x 512 on Atari), and accurate to about 1e-7 of the largest singular value.
 
     :param z: embeddings, shape ``(batch, dim)``
-    :return: the singular values, in decreasing order
+    :return: the ``min(batch, dim)`` singular values, in decreasing order (float64)
     """
-    z = _check_batch(z)
-    return th.linalg.svdvals(z - z.mean(dim=0, keepdim=True))
+    centred = _check_batch(z).double()
+    centred = centred - centred.mean(dim=0, keepdim=True)
+    gram = centred @ centred.T if centred.shape[0] <= centred.shape[1] else centred.T @ centred
+    # eigvalsh returns them in increasing order; rounding can make the zero ones slightly negative
+    return th.linalg.eigvalsh(gram).flip(0).clamp(min=0.0).sqrt()
 
 
 def effective_rank(z: th.Tensor, eps: float = 1e-12) -> float:
@@ -58,17 +63,15 @@ def effective_rank(z: th.Tensor, eps: float = 1e-12) -> float:
     :param eps: total singular mass under which the batch counts as constant
     :return: the effective rank, in ``[0, min(batch - 1, dim)]``
     """
-    return _effective_rank_from_singular_values(singular_values(z), eps)
+    return _effective_rank_from_singular_values(singular_values(z), eps).item()
 
 
-def _effective_rank_from_singular_values(s: th.Tensor, eps: float) -> float:
+def _effective_rank_from_singular_values(s: th.Tensor, eps: float) -> th.Tensor:
     total = s.sum()
-    if total.item() <= eps:
-        return 0.0
-    p = s / total
-    # 0 * log(0) is 0: drop exact zeros instead of adding an epsilon that would bias the entropy
-    p = p[p > 0]
-    return th.exp(-(p * p.log()).sum()).item()
+    p = s / total.clamp(min=eps)
+    # 0 * log(0) is 0: xlogy drops exact zeros instead of adding an epsilon that would bias the entropy
+    rank = th.exp(-th.special.xlogy(p, p).sum())
+    return th.where(total > eps, rank, th.zeros_like(rank))
 
 
 def participation_ratio(z: th.Tensor, eps: float = 1e-12) -> float:
@@ -81,31 +84,33 @@ def participation_ratio(z: th.Tensor, eps: float = 1e-12) -> float:
     :param eps: trace under which the batch counts as constant (the ratio is then 0)
     :return: the participation ratio
     """
-    return _participation_ratio_from_singular_values(singular_values(z), eps)
+    return _participation_ratio_from_singular_values(singular_values(z), eps).item()
 
 
-def _participation_ratio_from_singular_values(s: th.Tensor, eps: float) -> float:
+def _participation_ratio_from_singular_values(s: th.Tensor, eps: float) -> th.Tensor:
     eigenvalues = s.pow(2)
     trace = eigenvalues.sum()
-    if trace.item() <= eps:
-        return 0.0
-    return (trace.pow(2) / eigenvalues.pow(2).sum()).item()
+    ratio = trace.pow(2) / eigenvalues.pow(2).sum().clamp(min=eps * eps)
+    return th.where(trace > eps, ratio, th.zeros_like(ratio))
 
 
 def collapse_metrics(z: th.Tensor, eps: float = 1e-12) -> dict[str, float]:
     """
-    All batch-level collapse metrics at once, sharing one singular value decomposition.
+    All batch-level collapse metrics at once, sharing one eigendecomposition, with one device-to-host copy.
 
     :param z: embeddings, shape ``(batch, dim)`` with ``batch >= 2``
     :param eps: threshold under which the batch counts as constant (see :func:`effective_rank`)
     :return: ``embedding_std``, ``effective_rank`` and ``participation_ratio``
     """
     s = singular_values(z)
-    return {
-        "embedding_std": embedding_std(z),
-        "effective_rank": _effective_rank_from_singular_values(s, eps),
-        "participation_ratio": _participation_ratio_from_singular_values(s, eps),
-    }
+    values = th.stack(
+        [
+            _check_batch(z).std(dim=0).mean().double(),
+            _effective_rank_from_singular_values(s, eps),
+            _participation_ratio_from_singular_values(s, eps),
+        ]
+    ).tolist()  # one device-to-host copy for the three
+    return dict(zip(("embedding_std", "effective_rank", "participation_ratio"), values, strict=True))
 
 
 def prediction_cosine(prediction: th.Tensor, target: th.Tensor, mask: th.Tensor | None = None) -> float:

@@ -182,9 +182,8 @@ def test_extra_memory_on_atari_sized_rollout():
         model.collect_rollouts(model.env, callback, buffer, n_rollout_steps=128)
         n_terminal = len(buffer.terminal_observations)
         list(buffer.get(256))
-        # Terminal observations with their row index, one bool per env, and two int64 per row (successor index,
-        # scratch slot): no observation per transition
-        assert buffer.jepa_nbytes() == n_terminal * (4 * 84 * 84 + 8) + 8 + 16 * 128 * 8
+        # Terminal observations with their row index, and one bool per env: nothing per transition
+        assert buffer.jepa_nbytes() == n_terminal * (4 * 84 * 84 + 8) + 8
         extra_ratios.append(buffer.jepa_nbytes() / buffer.observations.nbytes)
     assert buffer.observations.nbytes == 128 * 8 * 4 * 84 * 84
     # A full next_observations array would be a ratio of 1.0; terminal observations + indices stay under 1%

@@ -120,9 +120,6 @@ class NextObservationMixin:
     final_dones: np.ndarray | None
     _terminal_stack: ObsArray | None
     _terminal_rows_sorted: np.ndarray
-    #: every row's successor (see ``_next_rows``), found once per rollout by ``_prepare_next``
-    _successors: np.ndarray | None
-    _slots: np.ndarray | None
 
     # Provided by SB3's BaseBuffer (annotated only, so that the mixin does not shadow it)
     to_torch: Callable[..., th.Tensor]
@@ -146,7 +143,7 @@ class NextObservationMixin:
         :return: a generator of samples
         """
         if not self.generator_ready:
-            self._prepare_next()
+            self._stack_terminal_observations()
         if self.segment_length is None or batch_size is None:
             yield from super().get(batch_size)  # type: ignore[misc]
             return
@@ -172,8 +169,6 @@ class NextObservationMixin:
         self.final_dones = None
         self._terminal_stack = None
         self._terminal_rows_sorted = np.zeros(0, dtype=np.int64)
-        self._successors = None
-        self._slots = None
         self._warned_missing = getattr(self, "_warned_missing", False)
 
     def add_terminal_observations(self, infos: list[dict[str, Any]], dones: np.ndarray) -> None:
@@ -215,35 +210,22 @@ class NextObservationMixin:
         self.final_dones = np.asarray(final_dones, dtype=bool).reshape(self.n_envs).copy()
 
     def jepa_nbytes(self) -> int:
-        """
-        :return: the bytes this buffer holds beyond SB3's own buffer: terminal observations and their row indices,
-            the final dones, and (while sampling) the successor index and the scratch slots, 16 bytes per row
-        """
+        """:return: the bytes this buffer holds beyond SB3's own buffer: terminal observations and their row indices"""
         stored = self.terminal_observations if self._terminal_stack is None else [self._terminal_stack]
         total = 8 * max(len(self.terminal_rows), len(self._terminal_rows_sorted))
         total += 0 if self.final_dones is None else self.final_dones.nbytes
-        total += sum(a.nbytes for a in (self._successors, self._slots) if a is not None)
         for obs in stored:
             total += sum(a.nbytes for a in (obs.values() if isinstance(obs, dict) else [obs]))
         return total
 
-    def _prepare_next(self) -> None:
-        """
-        Once per rollout, before sampling: stack the terminal observations in the order of their rows, and find
-        every row's successor, so that a minibatch only looks them up (no sort or search per minibatch).
-        """
-        if self._successors is not None:
-            return
+    def _stack_terminal_observations(self) -> None:
+        """Stack the terminal observations in the order of their rows, for vectorised lookups while sampling."""
         order = np.argsort(np.asarray(self.terminal_rows, dtype=np.int64), kind="stable")
         self._terminal_rows_sorted = np.asarray(self.terminal_rows, dtype=np.int64)[order]
         if len(order) > 0:
             stacked = self._map_obs(lambda *obs: np.stack(obs), *self.terminal_observations)
             self._terminal_stack = self._map_obs(lambda obs: obs[order], stacked)
         self.terminal_observations, self.terminal_rows = [], []
-        n_rows = self.buffer_size * self.n_envs
-        self._successors = self._next_rows(np.arange(n_rows, dtype=np.int64))
-        # Scratch space: the minibatch position of each row while a minibatch is built, -1 otherwise
-        self._slots = np.full(n_rows, -1, dtype=np.int64)
 
     def _next_rows(self, batch_inds: np.ndarray) -> np.ndarray:
         """
@@ -290,24 +272,22 @@ class NextObservationMixin:
 
     def _next_fields(self, batch_inds: np.ndarray) -> dict[str, Any]:
         """The ``next_*`` (and ``multistep_*``) fields of a sample whose rows are ``batch_inds``."""
-        self._prepare_next()
-        assert self._successors is not None and self._slots is not None
         batch_size, n_rows = len(batch_inds), self.buffer_size * self.n_envs
         # successors[k] is where s_{t+k+1} is; a chain stops (-1) at an episode end or at the rollout's end
-        successors = [self._successors[batch_inds]]
+        successors = [self._next_rows(batch_inds)]
         for _ in range(1, self.prediction_steps):
             previous = successors[-1]
             in_buffer = (previous >= 0) & (previous < n_rows)
             following = np.full(batch_size, -1, dtype=np.int64)
-            following[in_buffer] = self._successors[previous[in_buffer]]
+            following[in_buffer] = self._next_rows(previous[in_buffer])
             successors.append(following)
         wanted = np.concatenate(successors)
         valid = wanted >= 0
-        # Which row of this batch (if any) holds each wanted observation: O(batch) through the scratch slots
-        self._slots[batch_inds] = np.arange(batch_size)
-        position = np.where(valid & (wanted < n_rows), self._slots[np.clip(wanted, 0, n_rows - 1)], -1)
-        self._slots[batch_inds] = -1
-        in_batch = position >= 0
+        # Which row of this batch (if any) holds each wanted observation: a sorted search, O(batch log batch)
+        order = np.argsort(batch_inds)
+        sorted_inds = batch_inds[order]
+        position = np.minimum(np.searchsorted(sorted_inds, wanted), batch_size - 1)
+        in_batch = valid & (wanted < n_rows) & (sorted_inds[position] == wanted)
         needs_extra = valid & ~in_batch
         if self.prediction_steps > 1:
             # Each extra observation once, even when several chains reach it
@@ -316,7 +296,7 @@ class NextObservationMixin:
             # One successor per row: no two rows want the same observation
             extra_rows, extra_position = wanted[needs_extra], np.arange(int(needs_extra.sum()))
         index = np.tile(np.arange(batch_size, dtype=np.int64), self.prediction_steps)
-        index[in_batch] = position[in_batch]
+        index[in_batch] = order[position[in_batch]]
         index[needs_extra] = batch_size + extra_position
         fields: dict[str, Any] = dict(
             next_valid=self.to_torch(valid[:batch_size].astype(np.float32)),

@@ -201,3 +201,22 @@ def test_wheel_ships_hook_and_configs(tmp_path):
     assert zipfile.ZipFile(wheel).read("sb3_jepa_zoo.start").decode().strip().endswith("sb3_jepa_zoo_hook:install")
     # The build step writes into the build tree, never into the source tree
     assert not (REPO / "sb3_jepa_zoo.pth").exists() and not (REPO / "sb3_jepa_zoo.start").exists()
+
+
+@pytest.mark.parametrize("algo", ["a2c_jepa", "ppo_jepa"])
+def test_packaged_configs_cover_the_testbeds_and_say_how_they_were_obtained(algo):
+    import gymnasium as gym
+    import sb3_jepa  # noqa: F401  (registers PixelCartPole-v1 and MinAtar's ids)
+
+    text = config_path(algo).read_text()
+    entries = yaml.safe_load(text)
+    minatar = {env_id for env_id in gym.registry if env_id.startswith("MinAtar/") and env_id.endswith("-v1")}
+    expected = {"default", "atari", "CartPole-v1", "Acrobot-v1", "LunarLander-v3", "PixelCartPole-v1", *minatar}
+    assert expected <= set(entries), f"{algo}.yml lacks {sorted(expected - set(entries))}"
+    lines = text.splitlines()
+    for key, settings in entries.items():
+        # The line after each top-level key is a comment: "Tuned ..." with its search, or "Not tuned ..."
+        (position,) = [i for i, line in enumerate(lines) if line == f"{key}:"]
+        comment = lines[position + 1].strip()
+        assert comment.startswith(("# Tuned", "# Not tuned")), f"{algo}.yml {key}: {comment!r}"
+        assert "jepa_coef" in settings or key == "default", f"{algo}.yml {key} sets no jepa_coef"

@@ -50,6 +50,7 @@ def test_run_report_and_resume(tmp_path):
     assert "## CartPole-v1 (512 timesteps, ppo_jepa)" in report
     assert "| rl_only | 2 |" in report and "| jepa_rl:jepa_coef=0.5 | 2 |" in report
     assert "95% stratified bootstrap" in report
+    assert "summed over embedding dimensions and averaged over transitions" in report
     assert (out / "CartPole-v1.png").stat().st_size > 10_000
     with open(out / "results.csv") as file:
         assert len(list(csv.DictReader(file))) == 4

@@ -154,7 +154,9 @@ def write_report(out: Path) -> Path:
         f"{BOOTSTRAP_REPS} repetitions). *Eval* is the final policy's mean return over the evaluation episodes; "
         "*train* is the mean return of the training episodes that ended in the last 10% of the budget. "
         "Effective rank (RankMe of the centred batch) and embedding std (mean per-dimension std) are the final "
-        "update's, averaged over seeds (min over seeds in brackets).",
+        "update's, averaged over seeds (min over seeds in brackets). The JEPA loss is the squared error summed "
+        "over embedding dimensions and averaged over transitions (the paper's ||W(z_t, a_t) - z_{t+1}||^2), so "
+        "`jepa_coef` weighs it against the RL loss per transition, not per dimension.",
         "",
     ]
     rows_csv = []

@@ -206,6 +206,7 @@ def test_wheel_ships_hook_and_configs(tmp_path):
 @pytest.mark.parametrize("algo", ["a2c_jepa", "ppo_jepa"])
 def test_packaged_configs_cover_the_testbeds_and_say_how_they_were_obtained(algo):
     import gymnasium as gym
+
     import sb3_jepa  # noqa: F401  (registers PixelCartPole-v1 and MinAtar's ids)
 
     text = config_path(algo).read_text()

@@ -31,10 +31,14 @@ def embedding_std(z: th.Tensor) -> float:
     :param z: embeddings, shape ``(batch, dim)`` with ``batch >= 2``
     :return: the mean per-dimension std (unbiased estimator)
     """
+    return _embedding_std(z).item()
+
+
+def _embedding_std(z: th.Tensor) -> th.Tensor:
     z = _check_batch(z)
     if z.shape[0] < 2:
         raise ValueError(f"embedding_std needs at least 2 embeddings, got {z.shape[0]}")
-    return z.std(dim=0).mean().item()
+    return z.std(dim=0).mean()
 
 
 def singular_values(z: th.Tensor) -> th.Tensor:
@@ -105,7 +109,7 @@ def collapse_metrics(z: th.Tensor, eps: float = 1e-12) -> dict[str, float]:
     s = singular_values(z)
     values = th.stack(
         [
-            _check_batch(z).std(dim=0).mean().double(),
+            _embedding_std(z).double(),
             _effective_rank_from_singular_values(s, eps),
             _participation_ratio_from_singular_values(s, eps),
         ]

@@ -18,12 +18,14 @@ Nothing is stored per transition: SB3's ``episode_starts`` already says which st
 A full ``next_observations`` array would double the observation memory (about 29 MB on Atari PPO).
 """
 
+import functools
 import warnings
 from collections.abc import Callable, Generator
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch as th
+from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.type_aliases import DictRolloutBufferSamples, RolloutBufferSamples, TensorDict
 from stable_baselines3.common.vec_env import VecNormalize
@@ -96,12 +98,13 @@ ObsArray = np.ndarray | dict[str, np.ndarray]
 
 class NextObservationMixin:
     """
-    The bookkeeping shared by :class:`JEPARolloutBuffer` and :class:`JEPADictRolloutBuffer`.
+    The next-observation bookkeeping, mixed into SB3's ``RolloutBuffer`` (:class:`JEPARolloutBuffer`), its
+    ``DictRolloutBuffer`` (:class:`JEPADictRolloutBuffer`) or a user's subclass of either (:func:`as_jepa_buffer`).
 
     Nothing is stored per transition: whether step ``t`` of env ``e`` ended an episode is SB3's own
     ``episode_starts[t + 1, e]`` (``final_dones[e]`` for the last step), and the terminal observations are kept
-    with their flat row index. Observation arrays are either one array or a dict of arrays; ``_map_obs``
-    applies a function to each.
+    with their flat row index. Observation arrays are either one array or, for ``Dict`` spaces, a dict of arrays;
+    ``_map_obs`` applies a function to each.
     """
 
     buffer_size: int
@@ -129,8 +132,29 @@ class NextObservationMixin:
         self.prediction_steps = check_optional_positive_int("prediction_steps", prediction_steps) or 1
         super().__init__(*args, **kwargs)
 
+    def reset(self) -> None:
+        super().reset()  # type: ignore[misc]
+        self._reset_next()
+
     def _map_obs(self, fn: Any, *trees: Any) -> Any:
-        raise NotImplementedError
+        """Apply ``fn`` to one observation array per tree, or per key for ``Dict`` observations (None stays None)."""
+        space = self.observation_space  # type: ignore[attr-defined]
+        if not isinstance(space, spaces.Dict):
+            return fn(*trees)
+        return {key: fn(*(None if tree is None else tree[key] for tree in trees)) for key in space.spaces}
+
+    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> Any:
+        samples = super()._get_samples(batch_inds, env)  # type: ignore[misc]
+        # Exact types: a user's buffer whose samples carry fields of their own cannot be extended field by field
+        if type(samples) is RolloutBufferSamples:
+            return JEPARolloutBufferSamples(*samples, **self._next_fields(batch_inds))
+        if type(samples) is DictRolloutBufferSamples:
+            return JEPADictRolloutBufferSamples(*samples, **self._next_fields(batch_inds))
+        raise TypeError(
+            f"{type(self).__name__}._get_samples returned {type(samples).__name__}: the JEPA buffers extend SB3's "
+            "RolloutBufferSamples / DictRolloutBufferSamples with next observations, and cannot extend other sample "
+            "types. Return one of SB3's sample types from the buffer class given as rollout_buffer_class."
+        )
 
     def get(self, batch_size: int | None = None) -> Generator[Any, None, None]:
         """
@@ -333,17 +357,6 @@ class JEPARolloutBuffer(NextObservationMixin, RolloutBuffer):
         prediction); 1 gives only ``s_{t+1}``
     """
 
-    def reset(self) -> None:
-        super().reset()
-        self._reset_next()
-
-    def _map_obs(self, fn: Any, *trees: Any) -> Any:
-        return fn(*trees)
-
-    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> JEPARolloutBufferSamples:  # type: ignore[override]
-        samples: RolloutBufferSamples = super()._get_samples(batch_inds, env)
-        return JEPARolloutBufferSamples(*samples, **self._next_fields(batch_inds))
-
 
 class JEPADictRolloutBuffer(NextObservationMixin, DictRolloutBuffer):
     """
@@ -363,18 +376,34 @@ class JEPADictRolloutBuffer(NextObservationMixin, DictRolloutBuffer):
         prediction); 1 gives only ``s_{t+1}``
     """
 
-    def reset(self) -> None:
-        super().reset()
-        self._reset_next()
 
-    def _map_obs(self, fn: Any, *trees: Any) -> Any:
-        keys = self.observation_space.spaces.keys()  # type: ignore[attr-defined]
-        return {key: fn(*(None if tree is None else tree[key] for tree in trees)) for key in keys}
+@functools.cache
+def as_jepa_buffer(buffer_class: type[RolloutBuffer]) -> type[RolloutBuffer]:
+    """
+    The JEPA version of a rollout buffer class, as :func:`~sb3_jepa.common.policies.as_jepa_policy` is for policies:
+    :class:`JEPARolloutBuffer` for SB3's ``RolloutBuffer``, :class:`JEPADictRolloutBuffer` for its
+    ``DictRolloutBuffer``, the class itself if it already carries next observations, else a subclass mixing
+    :class:`NextObservationMixin` into it (the user's buffer keeps its behaviour; its samples gain the ``next_*``
+    fields).
 
-    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> JEPADictRolloutBufferSamples:  # type: ignore[override]
-        samples: DictRolloutBufferSamples = super()._get_samples(batch_inds, env)
-        return JEPADictRolloutBufferSamples(*samples, **self._next_fields(batch_inds))
-
-
-#: The buffer classes the JEPA algorithms accept (subclasses included)
-JEPA_BUFFER_CLASSES = (JEPARolloutBuffer, JEPADictRolloutBuffer)
+    :param buffer_class: a ``RolloutBuffer`` subclass (``DictRolloutBuffer`` is one)
+    :return: a buffer class whose samples carry next observations
+    """
+    if not (isinstance(buffer_class, type) and issubclass(buffer_class, RolloutBuffer)):
+        raise ValueError(
+            f"rollout_buffer_class must be None or a subclass of RolloutBuffer or DictRolloutBuffer, got {buffer_class!r}"
+        )
+    if issubclass(buffer_class, NextObservationMixin):
+        return buffer_class
+    if buffer_class is RolloutBuffer:
+        return JEPARolloutBuffer
+    if buffer_class is DictRolloutBuffer:
+        return JEPADictRolloutBuffer
+    return type(
+        f"JEPA{buffer_class.__name__}",
+        (NextObservationMixin, buffer_class),
+        {
+            "__module__": buffer_class.__module__,
+            "__doc__": f"{buffer_class.__name__} whose samples carry next observations (sb3-jepa).",
+        },
+    )

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch as th
 from gymnasium import spaces
-from stable_baselines3.common.buffers import RolloutBuffer
+from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import Schedule
@@ -20,11 +20,12 @@ from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv
 
 from sb3_jepa.common.buffers import (
-    JEPA_BUFFER_CLASSES,
     JEPADictRolloutBuffer,
     JEPADictRolloutBufferSamples,
     JEPARolloutBuffer,
     JEPARolloutBufferSamples,
+    NextObservationMixin,
+    as_jepa_buffer,
 )
 from sb3_jepa.common.jepa import (
     check_finite_nonnegative,
@@ -128,14 +129,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         if steps is None:
             raise ValueError("jepa_prediction_steps must be a positive int, got None")
         self.jepa_prediction_steps = steps
-        if rollout_buffer_class is not None and not (
-            isinstance(rollout_buffer_class, type) and issubclass(rollout_buffer_class, JEPA_BUFFER_CLASSES)
-        ):
-            allowed = ", ".join(cls.__name__ for cls in JEPA_BUFFER_CLASSES)
-            raise ValueError(
-                f"rollout_buffer_class must be None or a subclass of {allowed} (buffers that carry next observations), "
-                f"got {rollout_buffer_class!r}"
-            )
+        if rollout_buffer_class is not None:
+            as_jepa_buffer(rollout_buffer_class)  # raises for a class that is no RolloutBuffer
         for key in _POLICY_KWARGS_FROM_ALGORITHM:
             if policy_kwargs is not None and key in policy_kwargs:
                 raise ValueError(f"Pass {key} as an argument of {type(self).__name__}, not in policy_kwargs")
@@ -147,27 +142,40 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
 
     def _setup_model(self) -> None:
         is_dict = isinstance(self.observation_space, spaces.Dict)
-        if self.rollout_buffer_class is None:
-            self.rollout_buffer_class = JEPADictRolloutBuffer if is_dict else JEPARolloutBuffer
-        elif is_dict != issubclass(self.rollout_buffer_class, JEPADictRolloutBuffer):
-            expected = JEPADictRolloutBuffer if is_dict else JEPARolloutBuffer
+        # SB3's choice for None; any other RolloutBuffer subclass gets the next-observation bookkeeping mixed in
+        buffer_class = self.rollout_buffer_class or (DictRolloutBuffer if is_dict else RolloutBuffer)
+        # A DictRolloutBuffer on other spaces: DictRolloutBuffer's own assertion says so, as in SB3
+        if is_dict and not issubclass(buffer_class, DictRolloutBuffer):
             raise ValueError(
-                f"rollout_buffer_class must be a subclass of {expected.__name__} for the observation space "
-                f"{self.observation_space}, got {self.rollout_buffer_class.__name__}"
+                f"rollout_buffer_class must be a DictRolloutBuffer (subclasses included) for the observation space "
+                f"{self.observation_space}, got {buffer_class.__name__}"
             )
+        self.rollout_buffer_class = as_jepa_buffer(buffer_class)
         if self.jepa_prediction_steps > 1:
             self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "prediction_steps": self.jepa_prediction_steps}
         self.policy_class = as_jepa_policy(self.policy_class)  # type: ignore[arg-type]
+        # The JEPA settings reach the policy without entering self.policy_kwargs, which is saved and compared with
+        # load(path, policy_kwargs=...): a user's policy_kwargs stay exactly the ones given (as in SB3). Models
+        # saved by earlier versions carry them there: dropped, the algorithm's own attributes are the truth.
+        user_policy_kwargs = {k: v for k, v in self.policy_kwargs.items() if k not in _POLICY_KWARGS_FROM_ALGORITHM}
         self.policy_kwargs = {
-            **self.policy_kwargs,
+            **user_policy_kwargs,
             "jepa_target": self.jepa_target,
             "predictor_net_arch": self.predictor_net_arch,
         }
-        super()._setup_model()
+        try:
+            super()._setup_model()
+        finally:
+            self.policy_kwargs = user_policy_kwargs
         self._jepa_coef_schedule = FloatSchedule(self.jepa_coef)
         # Loaded models skip __init__'s _init_jepa: give them the transient state too
         self._jepa_train_stats = _TrainStats()
         self._jepa_collecting_into = None
+
+    def _maybe_recommend_cpu(self, mlp_class_name: str = "ActorCriticPolicy") -> None:
+        # SB3 recognises its MlpPolicy by class name; the JEPA version of a policy class is named JEPA + its name
+        # (JEPAActorCriticPolicy, the MlpPolicy alias, and as_jepa_policy(ActorCriticPolicy) alike)
+        super()._maybe_recommend_cpu(f"JEPA{mlp_class_name}")
 
     # -- collecting transitions ------------------------------------------------------------------------------
 
@@ -185,7 +193,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
         finally:
             self._jepa_collecting_into = None
-        if complete and isinstance(rollout_buffer, JEPA_BUFFER_CLASSES):
+        if complete and isinstance(rollout_buffer, NextObservationMixin):
             assert self._last_obs is not None and self._last_episode_starts is not None
             rollout_buffer.add_final_observations(self._last_obs, self._last_episode_starts)
         return complete
@@ -193,7 +201,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
     def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
         super()._update_info_buffer(infos, dones)
         buffer = self._jepa_collecting_into
-        if dones is not None and isinstance(buffer, JEPA_BUFFER_CLASSES):
+        if dones is not None and isinstance(buffer, NextObservationMixin):
             buffer.add_terminal_observations(infos, dones)
 
     # -- training: called from the marked lines of the copied train() ----------------------------------------

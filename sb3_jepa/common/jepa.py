@@ -3,6 +3,7 @@ The JEPA parts: the encoder E (:class:`JEPAFeaturesExtractor`), the action encod
 action-conditioned predictor W (:class:`JEPAPredictor`), and the loss ``||W(E(s_t), a_t) - E(s_{t+1})||^2``.
 """
 
+import inspect
 import math
 import warnings
 from typing import Any
@@ -111,6 +112,20 @@ def has_parameters(module: nn.Module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
+def accepted_keywords(cls: type) -> set[str] | None:
+    """
+    :param cls: a class
+    :return: the keyword arguments its ``__init__`` accepts besides ``self`` and the observation space, or None
+        if it takes ``**kwargs`` (then any keyword may be right)
+    """
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    named = [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    # The first one is the observation space, which the policy passes positionally
+    return {p.name for p in named[1:]}
+
+
 class JEPAFeaturesExtractor(BaseFeaturesExtractor):
     """
     The JEPA encoder E: any SB3 features extractor, optionally followed by an MLP.
@@ -119,14 +134,21 @@ class JEPAFeaturesExtractor(BaseFeaturesExtractor):
     the world-model loss both train it. For vector observations the default is a learned MLP on top of the
     flattened observation: a bare flatten has no parameters, so there would be nothing to learn or to collapse.
 
+    Keywords it does not own go to the base extractor, so ``features_extractor_kwargs`` written for SB3's default
+    extractor keep working unchanged: ``dict(features_dim=32)`` for NatureCNN, ``dict(cnn_output_dim=64,
+    normalized_image=True)`` for CombinedExtractor, a user class's own keywords for it. A keyword neither takes is
+    refused (``TypeError``, naming it) before anything is built.
+
     :param observation_space: the observation space
     :param encoder_class: the base extractor (``NatureCNN``, ``FlattenExtractor``, ``CombinedExtractor`` or the
         user's own ``BaseFeaturesExtractor`` subclass). ``None`` picks SB3's choice for the space
         (see :func:`default_encoder_class`).
-    :param encoder_kwargs: keyword arguments for ``encoder_class``
+    :param encoder_kwargs: keyword arguments for ``encoder_class``, the explicit form of ``base_kwargs`` (needed
+        only for a base keyword named like one of this class's own, ``net_arch`` or ``activation_fn``)
     :param net_arch: widths of the MLP layers applied after the base extractor, each followed by
         ``activation_fn``. ``None`` means ``[64, 64]`` when the base extractor has no parameters, ``[]`` otherwise.
     :param activation_fn: activation after each MLP layer
+    :param base_kwargs: further keyword arguments for ``encoder_class``
     """
 
     def __init__(
@@ -136,10 +158,12 @@ class JEPAFeaturesExtractor(BaseFeaturesExtractor):
         encoder_kwargs: dict[str, Any] | None = None,
         net_arch: list[int] | None = None,
         activation_fn: type[nn.Module] = nn.Tanh,
+        **base_kwargs: Any,
     ):
         if encoder_class is None:
             encoder_class = default_encoder_class(observation_space)
-        base = encoder_class(observation_space, **(encoder_kwargs or {}))
+        kwargs = base_encoder_kwargs(encoder_class, encoder_kwargs, base_kwargs)
+        base = encoder_class(observation_space, **kwargs)
         if net_arch is None:
             net_arch = [] if has_parameters(base) else list(DEFAULT_VECTOR_ENCODER_ARCH)
         net_arch = check_net_arch("net_arch", net_arch)
@@ -150,6 +174,57 @@ class JEPAFeaturesExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         return self.head(self.encoder(observations))
+
+
+def base_encoder_learns(observation_space: spaces.Space, extractor_kwargs: dict[str, Any]) -> bool:
+    """
+    Whether the base extractor that :class:`JEPAFeaturesExtractor` would wrap has trainable parameters (a CNN:
+    yes; a flatten: no), found by building it on the ``meta`` device: no memory, no initialisation, and the random
+    stream is left untouched (forked), so that ``jepa_coef=0`` still reproduces SB3 bit for bit.
+
+    :param observation_space: the observation space
+    :param extractor_kwargs: the :class:`JEPAFeaturesExtractor` keyword arguments
+    :return: whether the base extractor learns
+    """
+    kwargs = dict(extractor_kwargs)
+    encoder_class = kwargs.pop("encoder_class", None) or default_encoder_class(observation_space)
+    encoder_kwargs = kwargs.pop("encoder_kwargs", None)
+    for own in ("net_arch", "activation_fn"):
+        kwargs.pop(own, None)
+    with th.random.fork_rng(devices=[]), th.device("meta"):
+        probe = encoder_class(observation_space, **base_encoder_kwargs(encoder_class, encoder_kwargs, kwargs))
+    return has_parameters(probe)
+
+
+def base_encoder_kwargs(
+    encoder_class: type[BaseFeaturesExtractor], encoder_kwargs: dict[str, Any] | None, base_kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """
+    The keyword arguments :class:`JEPAFeaturesExtractor` hands its base extractor: ``encoder_kwargs`` and the
+    keywords it does not own, checked against what ``encoder_class`` accepts.
+
+    :param encoder_class: the base extractor
+    :param encoder_kwargs: the explicit form
+    :param base_kwargs: the keywords given to :class:`JEPAFeaturesExtractor` that are not its own
+    :return: the merged keywords
+    """
+    encoder_kwargs = dict(encoder_kwargs or {})
+    for key in encoder_kwargs.keys() & base_kwargs.keys():
+        if encoder_kwargs[key] != base_kwargs[key]:
+            raise ValueError(
+                f"features_extractor_kwargs gives {key!r} twice, with different values: {base_kwargs[key]!r} and "
+                f"{encoder_kwargs[key]!r} in encoder_kwargs"
+            )
+    kwargs = {**encoder_kwargs, **base_kwargs}
+    accepted = accepted_keywords(encoder_class)
+    unknown = [] if accepted is None else sorted(kwargs.keys() - accepted)
+    if unknown:
+        own = ["encoder_class", "encoder_kwargs", "net_arch", "activation_fn"]
+        raise TypeError(
+            f"features_extractor_kwargs got unexpected keyword argument(s) {unknown}: JEPAFeaturesExtractor takes "
+            f"{own} and passes the rest to its base extractor {encoder_class.__name__}, which takes {sorted(accepted or ())}"
+        )
+    return kwargs
 
 
 class ActionEncoder(nn.Module):

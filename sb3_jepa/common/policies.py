@@ -26,6 +26,7 @@ from torch.utils.hooks import RemovableHandle
 from sb3_jepa.common.jepa import (
     JEPAFeaturesExtractor,
     JEPAPredictor,
+    base_encoder_learns,
     check_net_arch,
     check_target_mode,
     cnn_encoder_class,
@@ -198,6 +199,13 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
     extractor has no parameters, by a ``[64, 64]`` tanh MLP), and ``net_arch`` defaults to ``[]``: the actor and
     the critic are linear heads on ``z = E(s)``, as in the paper. Pass ``net_arch`` to add layers.
 
+    Whether the critic shares E (``share_features_extractor=None``, the default) follows SB3's networks: where
+    SB3's base extractor learns (a CNN: ``CnnPolicy``, ``MultiInputPolicy`` with images) actor and critic share it,
+    as in SB3; where it does not (vector observations: SB3's ``MlpPolicy`` has separate ``[64, 64]`` actor and
+    critic nets), the critic gets its own ``[64, 64]`` encoder and E is the actor's. With a shared ``[64, 64]``
+    trunk the critic's gradient costs the actor its task: on SB3's ``IdentityEnvBox`` test PPO passed no seed of
+    five even with ``jepa_coef=0`` (``python -m benchmarks.identity``; README, "Defaults").
+
     :param observation_space: Observation space
     :param action_space: Action space
     :param lr_schedule: Learning rate schedule (could be constant)
@@ -213,7 +221,9 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
     :param features_extractor_class: The encoder E
     :param features_extractor_kwargs: Keyword arguments to pass to the encoder
     :param share_features_extractor: If True, the encoder is shared between the policy and value networks;
-        if False, E is the actor's extractor and the critic has its own
+        if False, E is the actor's extractor and the critic has its own; None: True when the base extractor of
+        the JEPA encoder learns (a CNN), False otherwise (see above). A features extractor class that is not a
+        :class:`~sb3_jepa.common.jepa.JEPAFeaturesExtractor` is shared, as in SB3.
     :param normalize_images: Whether to normalize images or not, dividing by 255.0
     :param optimizer_class: The optimizer to use
     :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer
@@ -245,7 +255,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
         squash_output: bool = False,
         features_extractor_class: type[BaseFeaturesExtractor] = JEPAFeaturesExtractor,
         features_extractor_kwargs: dict[str, Any] | None = None,
-        share_features_extractor: bool = True,
+        share_features_extractor: bool | None = None,
         normalize_images: bool = True,
         optimizer_class: type[th.optim.Optimizer] = th.optim.Adam,
         optimizer_kwargs: dict[str, Any] | None = None,
@@ -254,6 +264,10 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
     ):
         if issubclass(features_extractor_class, JEPAFeaturesExtractor):
             features_extractor_kwargs = self._encoder_kwargs(observation_space, features_extractor_kwargs, normalize_images)
+            if share_features_extractor is None:
+                share_features_extractor = base_encoder_learns(observation_space, features_extractor_kwargs)
+        elif share_features_extractor is None:
+            share_features_extractor = True
         super().__init__(
             observation_space,
             action_space,
@@ -284,9 +298,12 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
         # What SB3's BaseModel does for NatureCNN and CombinedExtractor themselves: with normalize_images=False,
         # skip their check that images are uint8 in [0, 255]
         if not normalize_images and issubclass(kwargs["encoder_class"], (NatureCNN, CombinedExtractor)):
-            encoder_kwargs = dict(kwargs.get("encoder_kwargs") or {})
-            encoder_kwargs.setdefault("normalized_image", True)
-            kwargs["encoder_kwargs"] = encoder_kwargs
+            # Where SB3 puts it too (BaseModel.__init__ updates the extractor's kwargs), and out of encoder_kwargs,
+            # which models saved by earlier versions used, so that the two never disagree
+            kwargs["encoder_kwargs"] = {
+                k: v for k, v in (kwargs.get("encoder_kwargs") or {}).items() if k != "normalized_image"
+            }
+            kwargs["normalized_image"] = True
         return kwargs
 
 

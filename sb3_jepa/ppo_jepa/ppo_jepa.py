@@ -66,10 +66,13 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
     :param device: Device (cpu, cuda, ...) on which the code should be run.
         Setting it to auto, the code will be run on the GPU if possible.
     :param jepa_coef: lambda, the weight of the JEPA loss (a number >= 0 or a schedule of the progress remaining).
-        0 gives plain PPO, bit for bit.
+        0 gives plain PPO, bit for bit. The default is the study's tuned MinAtar value; at the paper's 1.0 the
+        summed loss collapses the embedding's scale and most of the return (README, "Defaults")
     :param jepa_target: where the target ``E(s_{t+1})`` comes from: ``"online"`` (the paper's: the encoder itself,
         gradient through both branches), ``"stop_grad"`` (the encoder, no gradient through the target) or ``"ema"``
-        (a Polyak-averaged copy of the encoder)
+        (a Polyak-averaged copy of the encoder). The default is ``"stop_grad"``: with ``"online"`` a JEPA term
+        of any useful weight kept SB3's identity tasks from being learnt at SB3's budgets (README, "Defaults");
+        pass ``"online"`` for the paper's setting
     :param jepa_tau: the ``ema`` target's soft update coefficient after each optimizer step, in ``(0, 1]``
         (SB3's convention: 1 copies the encoder)
     :param encoder_rl_grad: whether the RL loss trains the encoder (True, the paper's setting). False detaches the
@@ -121,8 +124,8 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
         verbose: int = 0,
         seed: int | None = None,
         device: th.device | str = "auto",
-        jepa_coef: float | Schedule = 1.0,
-        jepa_target: str = "online",
+        jepa_coef: float | Schedule = 0.01,
+        jepa_target: str = "stop_grad",
         jepa_tau: float = 0.01,
         encoder_rl_grad: bool = True,
         predictor_net_arch: list[int] | None = None,

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "configs":
         for name, kwargs in CONFIGS.items():
-            print(f"{name:>20}: {kwargs or '(the defaults: JEPA loss + RL gradient, online target)'}")
+            print(f"{name:>20}: {kwargs or '(the defaults)'}")
         return 0
 
     from sb3_jepa.study.report import write_report

@@ -5,23 +5,27 @@ packaged rl-zoo3 hyperparameters (and of ``--hyperparams``), so that configurati
 
 from typing import Any
 
+#: The paper's target. Every configuration names its target: the package default (stop_grad since 0.2.0) is not
+#: the paper's, and a configuration must mean what it meant when its results were recorded
+ONLINE = dict(jepa_target="online")
+
 CONFIGS: dict[str, dict[str, Any]] = {
     # The baseline: plain A2C/PPO (bit for bit), collapse metrics still logged
     "rl_only": dict(jepa_coef=0.0),
     # The paper: JEPA loss + RL gradient into the encoder, online target, no anti-collapse term
-    "jepa_rl": dict(),
+    "jepa_rl": dict(ONLINE),
     # JEPA alone trains the encoder (the heads still learn on its detached output): expected to collapse
-    "jepa_only": dict(encoder_rl_grad=False),
+    "jepa_only": dict(ONLINE, encoder_rl_grad=False),
     # JEPA alone, with VICReg's variance hinge and covariance penalty as the explicit anti-collapse terms
-    "jepa_only_vicreg": dict(encoder_rl_grad=False, jepa_vicreg_var_coef=1.0, jepa_vicreg_cov_coef=0.04),
+    "jepa_only_vicreg": dict(ONLINE, encoder_rl_grad=False, jepa_vicreg_var_coef=1.0, jepa_vicreg_cov_coef=0.04),
     # JEPA + RL with an EMA target (BYOL/SPR style)
     "jepa_rl_ema": dict(jepa_target="ema"),
-    # JEPA + RL with a stop-gradient target (SimSiam/TD-MPC2 style)
+    # JEPA + RL with a stop-gradient target (SimSiam/TD-MPC2 style; the package default since 0.2.0)
     "jepa_rl_stop_grad": dict(jepa_target="stop_grad"),
     # JEPA + RL with SPR-style 5-step latent prediction (the predictor rolled forward with the actions taken)
-    "jepa_rl_multistep": dict(jepa_prediction_steps=5),
+    "jepa_rl_multistep": dict(ONLINE, jepa_prediction_steps=5),
     # JEPA + RL with PPO minibatches drawn as 16-step segments (the faster sampler; PPO only)
-    "jepa_rl_segments": dict(jepa_segment_length=16),
+    "jepa_rl_segments": dict(ONLINE, jepa_segment_length=16),
 }
 
 #: What `python -m sb3_jepa.study run` runs when no --configs are given

@@ -42,6 +42,8 @@ def test_zero_coef_reproduces_sb3_mlp(algo_cls):
             net_arch=[],
             features_extractor_class=JEPAFeaturesExtractor,
             features_extractor_kwargs=dict(encoder_class=FlattenExtractor),
+            # The MlpPolicy's default for vector observations: actor and critic each get their own encoder
+            share_features_extractor=False,
         ),
         **SMALL[algo_cls],
     ).learn(4 * SMALL[algo_cls]["n_steps"])
@@ -193,8 +195,9 @@ def test_non_finite_jepa_loss_raises_before_the_step(algo_cls):
         (dict(predictor_net_arch=[64, 0]), "predictor_net_arch must be a list of positive ints"),
         (dict(predictor_net_arch=64), "predictor_net_arch must be a list of positive ints"),
         (
-            dict(rollout_buffer_class=__import__("stable_baselines3").common.buffers.RolloutBuffer),
-            "rollout_buffer_class must be None or a subclass of JEPARolloutBuffer",
+            # SB3's RolloutBuffer itself is accepted (tests/test_drop_in.py); a replay buffer is not
+            dict(rollout_buffer_class=__import__("stable_baselines3").common.buffers.ReplayBuffer),
+            "rollout_buffer_class must be None or a subclass of RolloutBuffer or DictRolloutBuffer",
         ),
         (dict(policy_kwargs=dict(jepa_target="ema")), "Pass jepa_target as an argument of"),
         (dict(jepa_vicreg_var_coef=-1.0), "jepa_vicreg_var_coef must be a finite number >= 0"),
@@ -211,7 +214,8 @@ def test_bad_arguments_fail_before_any_work(algo_cls, kwargs, message):
 def test_dict_buffer_class_mismatch():
     from sb3_jepa import JEPADictRolloutBuffer
 
-    with pytest.raises(ValueError, match="JEPARolloutBuffer for the observation space"):
+    # DictRolloutBuffer's own check, as for SB3's A2C
+    with pytest.raises(AssertionError, match="DictRolloutBuffer must be used with Dict obs space only"):
         A2CJEPA("MlpPolicy", "CartPole-v1", rollout_buffer_class=JEPADictRolloutBuffer)
 
 
@@ -242,22 +246,26 @@ def test_box_actions_reach_predictor_clipped():
 
 @pytest.mark.parametrize("detach", [False, True])
 def test_one_encoder_pass_gives_batch_and_extra_embeddings(detach):
-    model = PPOJEPA("MlpPolicy", DummyVecEnv([CountingEnv]), seed=0, encoder_rl_grad=not detach, **SMALL[PPOJEPA])
+    # The online target: its extras ride along the encoder pass of evaluate_actions
+    model = PPOJEPA(
+        "MlpPolicy", DummyVecEnv([CountingEnv]), seed=0, jepa_target="online", encoder_rl_grad=not detach, **SMALL[PPOJEPA]
+    )
     batch = one_batch(model)
     n_rows, n_extra = len(batch.next_valid), len(batch.next_extra_observations)
     assert n_extra > 0
     model._jepa_train_stats.coef = 1.0
     model._jepa_capture_start(batch)
-    values, _, _ = model.policy.evaluate_actions(batch.observations, batch.actions.long().flatten())
+    values, log_prob, _ = model.policy.evaluate_actions(batch.observations, batch.actions.long().flatten())
     embeddings = model.policy.jepa_capture_stop()
     assert embeddings is not None and embeddings.shape[0] == n_rows + n_extra
     assert values.shape[0] == n_rows  # the heads only see their own batch
     th.testing.assert_close(embeddings[:n_rows], model.policy.jepa_encode(batch.observations))
     th.testing.assert_close(embeddings[n_rows:], model.policy.jepa_encode(batch.next_extra_observations))
     assert embeddings.requires_grad
-    # With encoder_rl_grad=False the value never reaches the encoder, the embeddings do
+    # With encoder_rl_grad=False the policy's loss never reaches the encoder, the embeddings do (the actor's
+    # log-probability: the critic of an MlpPolicy has its own encoder)
     model.policy.optimizer.zero_grad(set_to_none=True)
-    values.sum().backward()
+    log_prob.sum().backward()
     encoder_grads = [p.grad for p in model.policy.features_extractor.parameters()]
     assert all(g is None for g in encoder_grads) == detach
 

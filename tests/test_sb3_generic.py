@@ -3,9 +3,12 @@ The subclasses behave as SB3's own A2C and PPO do, in the spirit of SB3's generi
 observations, images, callbacks, determinism, train/eval mode, gSDE, wrappers and the logger.
 """
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
+from gymnasium import spaces
+from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import CheckpointCallback, EvalCallback, StopTrainingOnMaxEpisodes
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import (
@@ -25,6 +28,7 @@ from tests.helpers import SeededImageEnv
 
 ALGOS = [A2CJEPA, PPOJEPA]
 SMALL = {A2CJEPA: dict(n_steps=8), PPOJEPA: dict(n_steps=32, batch_size=16, n_epochs=2)}
+BASE = {A2CJEPA: A2C, PPOJEPA: PPO}
 
 
 @pytest.mark.parametrize("algo_cls", ALGOS)
@@ -151,3 +155,78 @@ def test_progress_bar():
     pytest.importorskip("tqdm")
     pytest.importorskip("rich")
     A2CJEPA("MlpPolicy", "CartPole-v1", **SMALL[A2CJEPA]).learn(32, progress_bar=True)
+
+
+class SpacesEnv(gym.Env):
+    """SB3's test_spaces DummyEnv: given spaces, zero rewards, 20-step episodes."""
+
+    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space):
+        super().__init__()
+        self.observation_space, self.action_space = observation_space, action_space
+        self.steps = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self.observation_space.seed(seed)
+        self.steps = 0
+        return self.observation_space.sample(), {}
+
+    def step(self, action):
+        self.steps += 1
+        return self.observation_space.sample(), 0.0, False, self.steps >= 20, {}
+
+
+FLOAT32 = spaces.Box(-1, 1, (2,), np.float32)
+FLOAT64 = spaces.Box(-1, 1, (2,), np.float64)
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+@pytest.mark.parametrize(
+    "observation_space, action_space",
+    [
+        (FLOAT64, FLOAT64),
+        (spaces.Dict({"a": FLOAT32, "b": FLOAT64}), FLOAT64),
+        (FLOAT32, spaces.Box(-1, 1, (2, 2), np.float32)),  # multi-dimensional Box actions
+        (spaces.Discrete(5), spaces.Discrete(3)),  # Discrete observations (one-hot, as SB3's Taxi test)
+        (spaces.MultiDiscrete([3, 4]), spaces.MultiBinary(3)),
+    ],
+    ids=["float64", "dict_float64", "box_2x2_actions", "discrete_obs", "multidiscrete_obs"],
+)
+def test_observation_and_action_space_types(algo_cls, observation_space, action_space):
+    env = SpacesEnv(observation_space, action_space)
+    policy = "MultiInputPolicy" if isinstance(observation_space, spaces.Dict) else "MlpPolicy"
+    model = algo_cls(policy, env, seed=0, policy_kwargs=dict(net_arch=[12]), **SMALL[algo_cls])
+    model.learn(2 * SMALL[algo_cls]["n_steps"])
+    assert np.isfinite(model.logger.name_to_value["jepa/loss"])
+    obs, _ = env.reset(seed=0)
+    action, _ = model.predict(obs, deterministic=False)
+    # As SB3's own: the space's shape, and its dtype (SB3 hands MultiBinary actions out as float32)
+    plain = BASE[algo_cls](policy, env, seed=0, policy_kwargs=dict(net_arch=[12]), **SMALL[algo_cls])
+    assert action.dtype == plain.predict(obs)[0].dtype and action.shape == action_space.shape
+    assert action.dtype == action_space.dtype or isinstance(action_space, spaces.MultiBinary)
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_predict_as_sb3(algo_cls):
+    """SB3's test_predict: one observation or a batch, VecEnv or not, and its error for a Gym reset tuple."""
+    env = gym.make("CartPole-v1")
+    model = algo_cls("MlpPolicy", env, seed=0, **SMALL[algo_cls])
+    obs, _ = env.reset(seed=0)
+    action, state = model.predict(obs)
+    assert env.action_space.contains(action) and state is None
+    vec_env = make_vec_env("CartPole-v1", n_envs=3, seed=0)
+    actions, _ = model.predict(vec_env.reset(), deterministic=True)
+    assert actions.shape == (3,)
+    with pytest.raises(ValueError, match=r"mixing Gym API"):
+        model.predict(env.reset())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_logs_what_sb3_logs(algo_cls):
+    """Every key SB3's algorithm logs is logged, with the jepa/ keys beside them."""
+    keys = []
+    for cls in (BASE[algo_cls], algo_cls):
+        model = cls("MlpPolicy", "CartPole-v1", seed=0, **SMALL[algo_cls]).learn(2 * SMALL[algo_cls]["n_steps"])
+        keys.append(set(model.logger.name_to_value))
+    assert keys[0] <= keys[1]
+    assert {key for key in keys[1] - keys[0] if not key.startswith("jepa/")} == set()

@@ -137,6 +137,26 @@ def test_train_and_eval_mode(algo_cls):
 
 
 @pytest.mark.parametrize("algo_cls", ALGOS)
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "CartPole-v1"])
+@pytest.mark.parametrize("target", ["online", "stop_grad", "ema"])
+def test_batch_norm_encoder_trains_with_sb3_defaults(algo_cls, env_id, target):
+    """SB3's test_a2c_ppo_train_with_batch_norm (1 env, A2C's 5-step rollouts: one final observation per update)"""
+    model = algo_cls(
+        "MlpPolicy",
+        env_id,
+        policy_kwargs=dict(net_arch=[16, 16], features_extractor_class=FlattenBatchNormDropoutExtractor),
+        seed=1,
+        jepa_target=target,
+        **({"n_steps": 64, "batch_size": 32} if algo_cls is PPOJEPA else {}),
+    )
+    batch_norm = model.policy.features_extractor.batch_norm
+    bias, mean = batch_norm.bias.clone(), batch_norm.running_mean.clone()
+    model.learn(200)
+    assert not th.isclose(bias, batch_norm.bias).all() and not th.isclose(mean, batch_norm.running_mean).all()
+    assert model._jepa_encoder_mixes_rows and np.isfinite(model.logger.name_to_value["jepa/loss"])
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
 def test_gsde(algo_cls):
     model = algo_cls("MlpPolicy", "Pendulum-v1", seed=0, use_sde=True, sde_sample_freq=4, **SMALL[algo_cls])
     model.learn(2 * SMALL[algo_cls]["n_steps"])

@@ -18,6 +18,7 @@ from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from sb3_jepa.common.buffers import (
     JEPADictRolloutBuffer,
@@ -138,7 +139,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self._jepa_collecting_into: RolloutBuffer | None = None
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_jepa_train_stats", "_jepa_collecting_into"]
+        return [*super()._excluded_save_params(), "_jepa_train_stats", "_jepa_collecting_into", "_jepa_encoder_mixes_rows"]
 
     def _setup_model(self) -> None:
         is_dict = isinstance(self.observation_space, spaces.Dict)
@@ -168,6 +169,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         finally:
             self.policy_kwargs = user_policy_kwargs
         self._jepa_coef_schedule = FloatSchedule(self.jepa_coef)
+        # Whether a row's embedding depends on the other rows of its batch (train-mode BatchNorm)
+        self._jepa_encoder_mixes_rows = any(isinstance(m, _BatchNorm) for m in self.policy.jepa_encoder.modules())
         # Loaded models skip __init__'s _init_jepa: give them the transient state too
         self._jepa_train_stats = _TrainStats()
         self._jepa_collecting_into = None
@@ -216,13 +219,16 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         """
         Before ``evaluate_actions``: capture its encoder pass, extended to the next observations that are not rows
         of the batch (terminal and final observations; in PPO, successors outside the minibatch), so that one
-        encoder pass gives ``E(s_t)`` and every ``E(s_{t+1})`` (only with the ``online`` target, when the loss
-        is on).
+        encoder pass gives ``E(s_t)`` and every ``E(s_{t+1})`` (with the ``online`` target, and ``stop_grad`` under
+        BatchNorm, when the loss is on).
         """
         stats = self._jepa_train_stats
         # Only the online target needs the extras' gradient; stop_grad encodes them without a graph (a forward pass
-        # costs about a third of a forward and backward), ema with its own encoder
-        wants_extra = stats.coef > 0.0 and self.jepa_target == "online"
+        # costs about a third of a forward and backward), ema with its own encoder. Except under BatchNorm: a pass
+        # of its own would normalise the extras with their own statistics (and fail on A2C's one final observation
+        # per env: "Expected more than 1 value per channel"), so stop_grad rides along too and detaches
+        rides_along = self.jepa_target == "online" or (self.jepa_target == "stop_grad" and self._jepa_encoder_mixes_rows)
+        wants_extra = stats.coef > 0.0 and rides_along
         extra = rollout_data.next_extra_observations
         self.policy.jepa_capture_start(
             detach_encoder=not self.encoder_rl_grad,
@@ -281,8 +287,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
     ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
         """
         :param data: the (mini)batch
-        :param embeddings: ``E(s_t)`` for the batch's rows, then (``online`` target only) ``E`` of
-            ``data.next_extra_observations``
+        :param embeddings: ``E(s_t)`` for the batch's rows, then (``online`` target; ``stop_grad`` under BatchNorm)
+            ``E`` of ``data.next_extra_observations``
         :return: ``W(z_t, a_t)``, the target ``z_{t+1}`` (with gradient only in ``online`` mode), and the targets
             of every row of ``cat(data.observations, data.next_extra_observations)`` (None for the one-step ``ema``
             loss, which encodes only the successors)
@@ -309,11 +315,12 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             if self.jepa_target == "ema":
                 observations = concat_observations(data.observations, data.next_extra_observations)
                 return self.policy.jepa_encode(observations, target=True)
-            # stop_grad: the batch's rows are encoded already; the extras need a forward pass, no graph
-            z = embeddings[: len(data.next_valid)].detach()
-            if num_rows(data.next_extra_observations) == 0:
-                return z
-            return th.cat([z, self.policy.jepa_encode(data.next_extra_observations)])
+            # stop_grad: the batch's rows are encoded already; the extras too if they rode along (BatchNorm), else
+            # they need a forward pass, no graph
+            n_extra = num_rows(data.next_extra_observations)
+            if n_extra == 0 or len(embeddings) == len(data.next_valid) + n_extra:
+                return embeddings.detach()
+            return th.cat([embeddings.detach(), self.policy.jepa_encode(data.next_extra_observations)])
 
     def _jepa_later_steps_loss(self, data: JEPASamples, target_rows: th.Tensor, prediction: th.Tensor) -> th.Tensor:
         """

@@ -58,8 +58,9 @@ def cartpole(seed: int) -> VecEnv:
     return make_vec_env("CartPole-v1", n_envs=8, seed=seed)
 
 
-# The MLP JEPA policy's encoder is JEPAFeaturesExtractor with linear heads: plain SB3 gets the same network
-MLP_AS_JEPA = dict(net_arch=[], features_extractor_class=JEPAFeaturesExtractor)
+# The MLP JEPA policy's encoders (the actor's E and the critic's own, since 0.2.0) are JEPAFeaturesExtractor with
+# linear heads: plain SB3 gets the same network
+MLP_AS_JEPA = dict(net_arch=[], features_extractor_class=JEPAFeaturesExtractor, share_features_extractor=False)
 
 
 def pairs(atari_id: str) -> dict[str, Pair]:

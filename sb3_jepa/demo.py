@@ -3,6 +3,9 @@ Train A2CJEPA on an Atari game from pixels, with a progress bar, and print the c
 
     python -m sb3_jepa.demo --env BreakoutNoFrameskip-v4 --timesteps 20000
 
+Its defaults are the paper's setting (``--jepa-coef 1.0 --jepa-target online``), not the package's (0.01,
+``stop_grad``): the setting whose collapse in scale the study measured.
+
 Needs the ``atari`` and ``examples`` extras (ale-py, opencv, tqdm, rich).
 """
 

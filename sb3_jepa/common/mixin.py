@@ -223,17 +223,22 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         BatchNorm, when the loss is on).
         """
         stats = self._jepa_train_stats
-        # Only the online target needs the extras' gradient; stop_grad encodes them without a graph (a forward pass
-        # costs about a third of a forward and backward), ema with its own encoder. Except under BatchNorm: a pass
-        # of its own would normalise the extras with their own statistics (and fail on A2C's one final observation
-        # per env: "Expected more than 1 value per channel"), so stop_grad rides along too and detaches
-        rides_along = self.jepa_target == "online" or (self.jepa_target == "stop_grad" and self._jepa_encoder_mixes_rows)
-        wants_extra = stats.coef > 0.0 and rides_along
+        wants_extra = stats.coef > 0.0 and self._jepa_extras_ride_along()
         extra = rollout_data.next_extra_observations
         self.policy.jepa_capture_start(
             detach_encoder=not self.encoder_rl_grad,
             extra_observations=extra if wants_extra and num_rows(extra) > 0 else None,
         )
+
+    def _jepa_extras_ride_along(self) -> bool:
+        """
+        Whether ``next_extra_observations`` are encoded in the encoder pass of ``evaluate_actions``. Only the online
+        target needs their gradient; stop_grad encodes them without a graph (a forward pass costs about a third of a
+        forward and backward), ema with its own encoder. Except under BatchNorm: a pass of their own would normalise
+        the extras with their own statistics (and fail on A2C's one final observation per env: "Expected more than
+        1 value per channel"), so there stop_grad rides along too, and detaches.
+        """
+        return self.jepa_target == "online" or (self.jepa_target == "stop_grad" and self._jepa_encoder_mixes_rows)
 
     def _jepa_add_loss(self, loss: th.Tensor, rollout_data: JEPASamples, embeddings: th.Tensor | None) -> th.Tensor:
         """
@@ -315,10 +320,9 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             if self.jepa_target == "ema":
                 observations = concat_observations(data.observations, data.next_extra_observations)
                 return self.policy.jepa_encode(observations, target=True)
-            # stop_grad: the batch's rows are encoded already; the extras too if they rode along (BatchNorm), else
-            # they need a forward pass, no graph
-            n_extra = num_rows(data.next_extra_observations)
-            if n_extra == 0 or len(embeddings) == len(data.next_valid) + n_extra:
+            # stop_grad: the batch's rows are encoded already, the extras too where they rode along; else they need
+            # a forward pass, no graph
+            if self._jepa_extras_ride_along() or num_rows(data.next_extra_observations) == 0:
                 return embeddings.detach()
             return th.cat([embeddings.detach(), self.policy.jepa_encode(data.next_extra_observations)])
 

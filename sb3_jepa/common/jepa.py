@@ -176,6 +176,10 @@ class JEPAFeaturesExtractor(BaseFeaturesExtractor):
         return self.head(self.encoder(observations))
 
 
+#: The keywords :class:`JEPAFeaturesExtractor` keeps; every other one goes to its base extractor
+JEPA_EXTRACTOR_KEYWORDS = ("encoder_class", "encoder_kwargs", "net_arch", "activation_fn")
+
+
 def base_encoder_learns(observation_space: spaces.Space, extractor_kwargs: dict[str, Any]) -> bool:
     """
     Whether the base extractor that :class:`JEPAFeaturesExtractor` would wrap has trainable parameters (a CNN:
@@ -186,13 +190,11 @@ def base_encoder_learns(observation_space: spaces.Space, extractor_kwargs: dict[
     :param extractor_kwargs: the :class:`JEPAFeaturesExtractor` keyword arguments
     :return: whether the base extractor learns
     """
-    kwargs = dict(extractor_kwargs)
-    encoder_class = kwargs.pop("encoder_class", None) or default_encoder_class(observation_space)
-    encoder_kwargs = kwargs.pop("encoder_kwargs", None)
-    for own in ("net_arch", "activation_fn"):
-        kwargs.pop(own, None)
+    base_kwargs = {k: v for k, v in extractor_kwargs.items() if k not in JEPA_EXTRACTOR_KEYWORDS}
+    encoder_class = extractor_kwargs.get("encoder_class") or default_encoder_class(observation_space)
+    kwargs = base_encoder_kwargs(encoder_class, extractor_kwargs.get("encoder_kwargs"), base_kwargs)
     with th.random.fork_rng(devices=[]), th.device("meta"):
-        probe = encoder_class(observation_space, **base_encoder_kwargs(encoder_class, encoder_kwargs, kwargs))
+        probe = encoder_class(observation_space, **kwargs)
     return has_parameters(probe)
 
 
@@ -219,10 +221,10 @@ def base_encoder_kwargs(
     accepted = accepted_keywords(encoder_class)
     unknown = [] if accepted is None else sorted(kwargs.keys() - accepted)
     if unknown:
-        own = ["encoder_class", "encoder_kwargs", "net_arch", "activation_fn"]
         raise TypeError(
             f"features_extractor_kwargs got unexpected keyword argument(s) {unknown}: JEPAFeaturesExtractor takes "
-            f"{own} and passes the rest to its base extractor {encoder_class.__name__}, which takes {sorted(accepted or ())}"
+            f"{list(JEPA_EXTRACTOR_KEYWORDS)} and passes the rest to its base extractor {encoder_class.__name__}, "
+            f"which takes {sorted(accepted or ())}"
         )
     return kwargs
 

@@ -1,5 +1,6 @@
 """Small real gymnasium environments that make the tests' expectations computable."""
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -9,6 +10,8 @@ from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
+
+from sb3_jepa.common.buffers import JEPADictRolloutBufferSamples, JEPARolloutBufferSamples
 
 
 class CountingEnv(gym.Env):
@@ -117,3 +120,28 @@ class SmallMlpExtractor(BaseFeaturesExtractor):
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
         return self.net(observations)
+
+
+#: What one env step adds to a CountingEnv observation
+STEP = np.array([0.0, 0.0, 1.0], dtype=np.float32)
+
+
+def check_rows(rollouts: list, decode: Callable[[np.ndarray], np.ndarray], n_rows: int) -> None:
+    """Every valid row's next observation decodes to the same (env, episode) with step + 1."""
+    for batches in rollouts:
+        assert sum(len(b.next_valid) for b in batches) == n_rows
+        for batch in batches:
+            assert isinstance(batch, (JEPARolloutBufferSamples, JEPADictRolloutBufferSamples))
+            assert th.all(batch.next_valid == 1.0)
+            current, following = decode(state_of(batch.observations)), decode(state_of(batch.next_observations))
+            np.testing.assert_allclose(following, current + STEP, atol=1e-3)
+            # The compact form the loss uses gives the same rows
+            compact = (
+                {
+                    key: th.cat([batch.observations[key], batch.next_extra_observations[key]])[batch.next_index]
+                    for key in batch.observations
+                }
+                if isinstance(batch.observations, dict)
+                else th.cat([batch.observations, batch.next_extra_observations])[batch.next_index]
+            )
+            np.testing.assert_array_equal(state_of(compact), state_of(batch.next_observations))

@@ -1,7 +1,5 @@
 """The rollout buffers give every transition its true next observation, with almost no extra memory."""
 
-from collections.abc import Callable
-
 import numpy as np
 import pytest
 import torch as th
@@ -19,10 +17,9 @@ from stable_baselines3.common.vec_env import (
 
 from sb3_jepa import A2CJEPA, PPOJEPA, JEPADictRolloutBuffer, JEPARolloutBuffer
 from sb3_jepa.common.buffers import JEPADictRolloutBufferSamples, JEPARolloutBufferSamples
-from tests.helpers import CountingEnv, state_of
+from tests.helpers import STEP, CountingEnv, check_rows, state_of
 
 N_STEPS = 8
-STEP = np.array([0.0, 0.0, 1.0], dtype=np.float32)
 
 
 def recording(algo_cls: type) -> type:
@@ -45,27 +42,6 @@ def run(algo_cls: type, venv: VecEnv, n_rollouts: int = 3, **kwargs) -> list[lis
     model.learn(n_rollouts * N_STEPS * venv.num_envs)
     assert len(model.recorded) == n_rollouts
     return model.recorded
-
-
-def check_rows(rollouts: list, decode: Callable[[np.ndarray], np.ndarray], n_rows: int) -> None:
-    """Every valid row's next observation decodes to the same (env, episode) with step + 1."""
-    for batches in rollouts:
-        assert sum(len(b.next_valid) for b in batches) == n_rows
-        for batch in batches:
-            assert isinstance(batch, (JEPARolloutBufferSamples, JEPADictRolloutBufferSamples))
-            assert th.all(batch.next_valid == 1.0)
-            current, following = decode(state_of(batch.observations)), decode(state_of(batch.next_observations))
-            np.testing.assert_allclose(following, current + STEP, atol=1e-3)
-            # The compact form the loss uses gives the same rows
-            compact = (
-                {
-                    key: th.cat([batch.observations[key], batch.next_extra_observations[key]])[batch.next_index]
-                    for key in batch.observations
-                }
-                if isinstance(batch.observations, dict)
-                else th.cat([batch.observations, batch.next_extra_observations])[batch.next_index]
-            )
-            np.testing.assert_array_equal(state_of(compact), state_of(batch.next_observations))
 
 
 def identity(rows: np.ndarray) -> np.ndarray:

@@ -5,6 +5,7 @@ class, SB3's argument checks).
 """
 
 import copy
+import inspect
 import warnings
 import zipfile
 from typing import Any
@@ -29,8 +30,15 @@ from stable_baselines3.common.vec_env import (
 )
 
 from sb3_jepa import A2CJEPA, PPOJEPA, JEPAFeaturesExtractor
-from sb3_jepa.common.buffers import JEPADictRolloutBuffer, JEPARolloutBuffer, NextObservationMixin, as_jepa_buffer
-from tests.helpers import CountingEnv, SeededImageEnv, SmallMlpExtractor, state_of
+from sb3_jepa.common.buffers import (
+    JEPADictRolloutBuffer,
+    JEPARolloutBuffer,
+    JEPARolloutBufferSamples,
+    NextObservationMixin,
+    as_jepa_buffer,
+)
+from sb3_jepa.common.jepa import JEPA_EXTRACTOR_KEYWORDS
+from tests.helpers import CountingEnv, SeededImageEnv, SmallMlpExtractor, check_rows
 
 ALGOS = [A2CJEPA, PPOJEPA]
 BASE = {A2CJEPA: A2C, PPOJEPA: PPO}
@@ -162,6 +170,11 @@ def test_keyword_no_extractor_takes_is_refused(policy, env, extractor_kwargs, me
         A2CJEPA(policy, DummyVecEnv([env]), policy_kwargs=dict(features_extractor_kwargs=extractor_kwargs))
 
 
+def test_own_keywords_are_the_extractors_parameters():
+    parameters = set(inspect.signature(JEPAFeaturesExtractor.__init__).parameters)
+    assert set(JEPA_EXTRACTOR_KEYWORDS) == parameters - {"self", "observation_space", "base_kwargs"}
+
+
 def test_keyword_given_twice_differently_is_refused():
     with pytest.raises(ValueError, match="'features_dim' twice"):
         JEPAFeaturesExtractor(IMAGE_SPACE, features_dim=8, encoder_kwargs=dict(features_dim=16))
@@ -269,15 +282,6 @@ class OwnSamplesBuffer(RolloutBuffer):
         return tuple(samples)
 
 
-def assert_successors_are_true(model: Any) -> None:
-    """CountingEnv's successor of (env, episode, step) is (env, episode, step + 1): check every valid row."""
-    for data in model.rollout_buffer.get(16):
-        current, following = state_of(data.observations), state_of(data.next_observations)
-        valid = data.next_valid.cpu().numpy() > 0
-        assert valid.any()
-        np.testing.assert_array_equal(following[valid], current[valid] + np.array([0, 0, 1]))
-
-
 @pytest.mark.parametrize("algo_cls", ALGOS)
 def test_sb3_rollout_buffer_class(algo_cls):
     env = DummyVecEnv([lambda: CountingEnv(0), lambda: CountingEnv(1)])
@@ -285,7 +289,11 @@ def test_sb3_rollout_buffer_class(algo_cls):
     assert type(model.rollout_buffer) is JEPARolloutBuffer
     model.learn(2 * 2 * SMALL[algo_cls]["n_steps"])
     assert model.logger.name_to_value["jepa/loss"] > 0
-    assert_successors_are_true(model)
+    check_rows(
+        [list(model.rollout_buffer.get(16))],
+        lambda states: states,
+        model.rollout_buffer.buffer_size * model.rollout_buffer.n_envs,
+    )
     dict_env = DummyVecEnv([lambda: CountingEnv(0, dict_obs=True)])
     model = algo_cls("MultiInputPolicy", dict_env, seed=0, rollout_buffer_class=DictRolloutBuffer, **SMALL[algo_cls])
     assert type(model.rollout_buffer) is JEPADictRolloutBuffer
@@ -314,7 +322,11 @@ def test_user_rollout_buffer_subclass(tmp_path, algo_cls, segment_length):
     # The user's reset ran at creation and before each of the three rollouts
     assert buffer.resets == 4
     assert model.logger.name_to_value["jepa/loss"] > 0
-    assert_successors_are_true(model)
+    check_rows(
+        [list(model.rollout_buffer.get(16))],
+        lambda states: states,
+        model.rollout_buffer.buffer_size * model.rollout_buffer.n_envs,
+    )
     # The mixed class is made once per user class, and saved models load with it
     assert as_jepa_buffer(CountingResetsBuffer) is type(buffer)
     model.save(tmp_path / "model.zip")
@@ -332,7 +344,11 @@ def test_user_dict_rollout_buffer_subclass():
         **SMALL[PPOJEPA],
     ).learn(2 * SMALL[PPOJEPA]["n_steps"])
     assert isinstance(model.rollout_buffer, CountingResetsDictBuffer) and model.rollout_buffer.resets == 3
-    assert_successors_are_true(model)
+    check_rows(
+        [list(model.rollout_buffer.get(16))],
+        lambda states: states,
+        model.rollout_buffer.buffer_size * model.rollout_buffer.n_envs,
+    )
 
 
 def test_buffer_whose_samples_cannot_carry_next_observations():
@@ -358,11 +374,14 @@ def test_samples_types():
     for _ in range(4):
         buffer.add(np.zeros((1, 2)), np.zeros((1, 1)), np.zeros(1), np.zeros(1), th.zeros(1), th.zeros(1))
     buffer.compute_returns_and_advantage(th.zeros(1), np.zeros(1))
-    sample = next(buffer.get(2))
-    assert isinstance(sample, tuple) and sample[: len(RolloutBufferSamples._fields)] == tuple(
-        getattr(sample, name) for name in RolloutBufferSamples._fields
-    )
-    assert hasattr(sample, "next_valid")
+    next(buffer.get(2))  # flattens the arrays, as SB3's get() does
+    rows = np.array([2, 0])
+    sample = buffer._get_samples(rows)
+    # SB3's sample of these rows, field for field, then the next-observation fields
+    assert type(sample) is JEPARolloutBufferSamples
+    plain = RolloutBuffer._get_samples(buffer, rows)
+    assert all(th.equal(getattr(sample, name), getattr(plain, name)) for name in RolloutBufferSamples._fields)
+    assert sample.next_valid.shape == (2,)
 
 
 # -- SB3's warnings and errors, for the same arguments --------------------------------------------------------------

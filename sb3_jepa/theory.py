@@ -34,6 +34,7 @@ the part the paper bounds) and both constants.
 """
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -269,6 +270,35 @@ def collapsed_model(mdp: TabularMDP, d: int, rank_head: int, seed: int = 0) -> M
     return Model(np.tile(z_d, (mdp.n_states, 1)), head, rng.normal(size=mdp.n_actions), dynamics, offsets)
 
 
+def _start_check(
+    model: Model,
+    choose: str,
+    eps_values: np.ndarray | None,
+    is_collapsed: Callable[[np.ndarray], bool],
+    not_collapsed: str,
+) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """
+    The steps both checks start with: validate the arguments, then find where the proofs' direction ``u`` may lie.
+
+    :param model: the model to perturb; ``Z[0]`` is the collapsed embedding ``z_d``
+    :param choose: how ``(s_D, a_D)`` will be chosen: ``"rl"`` or ``"combined"``
+    :param eps_values: the perturbation sizes, or None for ``logspace(-6, -2, 9)``
+    :param is_collapsed: whether the embeddings have the collapse the proposition starts from
+    :param not_collapsed: the error message when they do not
+    :return: the perturbation sizes, ``d``, ``rank(W)`` and an orthonormal basis (as columns) of ``U``, ``ker W``
+        intersected with ``z_d``'s orthogonal complement: shape ``(d, dim U)``
+    """
+    if choose not in ("rl", "combined"):
+        raise ValueError(f"choose must be 'rl' or 'combined', got {choose!r}")
+    if not is_collapsed(model.embeddings):
+        raise ValueError(not_collapsed)
+    eps_values = np.logspace(-6, -2, 9) if eps_values is None else np.asarray(eps_values, dtype=float)
+    z_d = model.embeddings[0]
+    # u must leave every logit unchanged (u in ker W) and be a new direction for the encoder (u orthogonal to z_d)
+    candidates = null_directions(model.head, z_d)
+    return eps_values, z_d.shape[0], int(np.linalg.matrix_rank(model.head)), candidates
+
+
 def check_proposition_1(
     mdp: TabularMDP,
     model: Model,
@@ -288,19 +318,21 @@ def check_proposition_1(
     :param choose: pick ``(s_D, a_D)`` by the ``"rl"`` advantage (the paper) or the ``"combined"`` one
     :return: the measurements
     """
-    if choose not in ("rl", "combined"):
-        raise ValueError(f"choose must be 'rl' or 'combined', got {choose!r}")
-    if not np.allclose(model.embeddings, model.embeddings[0]):
-        raise ValueError("Proposition 1 starts from a fully collapsed encoder: every embedding must be equal")
-    eps_values = np.logspace(-6, -2, 9) if eps_values is None else np.asarray(eps_values, dtype=float)
-    z_d = model.embeddings[0]
-    d, rank_head = z_d.shape[0], int(np.linalg.matrix_rank(model.head))
-    directions = null_directions(model.head, z_d)
+    eps_values, d, rank_head, directions = _start_check(
+        model,
+        choose,
+        eps_values,
+        lambda embeddings: np.allclose(embeddings, embeddings[0]),
+        "Proposition 1 starts from a fully collapsed encoder: every embedding must be equal",
+    )
     if directions.shape[1] == 0:
         return PerturbationResult(
-            False, f"ker W has dimension {d - rank_head} (needs >= 2 to meet z_d's orthogonal hyperplane): no u exists",
-            d, rank_head, choose,
-        )  # fmt: skip
+            applicable=False,
+            reason=f"ker W has dimension {d - rank_head} (needs >= 2 to meet z_d's orthogonal hyperplane): no u exists",
+            d=d,
+            rank_head=rank_head,
+            choice=choose,
+        )
     u = directions[:, 0]
     policy, visitation, rl_advantage, combined_advantage = _advantages(mdp, model, lam)
     # Assumption 1: some (s_D, a_D) with a positive advantage under the collapsed policy; take the largest effect
@@ -309,16 +341,31 @@ def check_proposition_1(
     state, action = (int(i) for i in np.unravel_index(np.argmax(score), score.shape))
     if advantage[state, action] <= 0:
         return PerturbationResult(
-            False, f"no action has a positive {choose} advantage (assumption 1 fails)", d, rank_head, choose
+            applicable=False,
+            reason=f"no action has a positive {choose} advantage (assumption 1 fails)",
+            d=d,
+            rank_head=rank_head,
+            choice=choose,
         )
     # The first-order gain of the whole objective: the combined advantage, whatever the choice
     k1 = float(visitation[state] * policy[state, action] * combined_advantage[state, action])
     c_paper, c_full = _jepa_constants(mdp, model, state, lam)
     k = k_margin * 2 * c_full / abs(k1) + 1e-3
     result = PerturbationResult(
-        True, "", d, rank_head, choose, state, action, float(rl_advantage[state, action]),
-        float(combined_advantage[state, action]), k, k1, c_paper, c_full,
-    )  # fmt: skip
+        applicable=True,
+        reason="",
+        d=d,
+        rank_head=rank_head,
+        choice=choose,
+        state=state,
+        action=action,
+        rl_advantage=float(rl_advantage[state, action]),
+        combined_advantage=float(combined_advantage[state, action]),
+        k=k,
+        k1=k1,
+        c_paper=c_paper,
+        c_full=c_full,
+    )
     return _perturb(mdp, model, state, action, u, u, k, lam, eps_values, result)
 
 
@@ -358,24 +405,29 @@ def check_proposition_2(
     :param choose: pick ``a_D`` by the ``"rl"`` advantage (the paper) or the ``"combined"`` one
     :return: the measurements
     """
-    if choose not in ("rl", "combined"):
-        raise ValueError(f"choose must be 'rl' or 'combined', got {choose!r}")
-    if not np.allclose(model.embeddings[0], model.embeddings[1]):
-        raise ValueError("Proposition 2 needs states 0 and 1 to share their embedding")
-    eps_values = np.logspace(-6, -2, 9) if eps_values is None else np.asarray(eps_values, dtype=float)
-    z_d, others = model.embeddings[0], model.embeddings[1:]
-    d, rank_head = z_d.shape[0], int(np.linalg.matrix_rank(model.head))
+    # candidates: a basis of U = ker W  intersected with  z_d's orthogonal complement
+    eps_values, d, rank_head, candidates = _start_check(
+        model,
+        choose,
+        eps_values,
+        lambda embeddings: np.allclose(embeddings[0], embeddings[1]),
+        "Proposition 2 needs states 0 and 1 to share their embedding",
+    )
+    others = model.embeddings[1:]
     span_dim = int(np.linalg.matrix_rank(others))
-    candidates = null_directions(model.head, z_d)  # U = ker W  intersected with  z_d's orthogonal complement
     complement = null_directions(others)  # N = span(P)'s orthogonal complement
     # u in U but not in span(P): U's component outside span(P) must not vanish
     projections = complement @ complement.T @ candidates if candidates.size and complement.size else np.zeros((d, 0))
     usable = np.linalg.norm(projections, axis=0) > 1e-8 if projections.size else np.zeros(0, dtype=bool)
     if candidates.shape[1] == 0 or complement.shape[1] == 0 or not usable.any():
         return PerturbationResult(
-            False, f"no u in ker W, orthogonal to z_d and outside span(P) (dim U = {candidates.shape[1]}, "
-            f"dim span(P) = {span_dim}, d = {d})", d, rank_head, choose,
-        )  # fmt: skip
+            applicable=False,
+            reason=f"no u in ker W, orthogonal to z_d and outside span(P) (dim U = {candidates.shape[1]}, "
+            f"dim span(P) = {span_dim}, d = {d})",
+            d=d,
+            rank_head=rank_head,
+            choice=choose,
+        )
     u = candidates[:, int(np.argmax(usable))]
     u /= np.linalg.norm(u)
     w = complement @ (complement.T @ u)  # the component of u in N: w^T u = |w|^2 > 0
@@ -386,15 +438,30 @@ def check_proposition_2(
     action = int(np.argmax(policy[0] * advantage))
     if advantage[action] <= 0:
         return PerturbationResult(
-            False, f"no action has a positive {choose} advantage in the collapsed state", d, rank_head, choose
+            applicable=False,
+            reason=f"no action has a positive {choose} advantage in the collapsed state",
+            d=d,
+            rank_head=rank_head,
+            choice=choose,
         )
     k1 = float(visitation[0] * policy[0, action] * combined_advantage[0, action] * gain)
     c_paper, c_full = _jepa_constants(mdp, model, 0, lam)
     k = k_margin * 2 * c_full / abs(k1) + 1e-3
     result = PerturbationResult(
-        True, "", d, rank_head, choose, 0, action, float(rl_advantage[0, action]), float(combined_advantage[0, action]),
-        k, k1, c_paper, c_full,
-    )  # fmt: skip
+        applicable=True,
+        reason="",
+        d=d,
+        rank_head=rank_head,
+        choice=choose,
+        state=0,
+        action=action,
+        rl_advantage=float(rl_advantage[0, action]),
+        combined_advantage=float(combined_advantage[0, action]),
+        k=k,
+        k1=k1,
+        c_paper=c_paper,
+        c_full=c_full,
+    )
     return _perturb(mdp, model, 0, action, u, u + v, k, lam, eps_values, result)
 
 

@@ -84,3 +84,23 @@ def test_command_line(capsys):
     assert "Proposition 2" in printed
     with pytest.raises(ValueError, match="choose must be"):
         check_proposition_1(random_mdp(), collapsed_model(random_mdp(), 4, 2), choose="best")
+
+
+def test_both_checks_reject_bad_input_in_the_same_order():
+    """The shared start: ``choose`` is checked first, then the collapse, then ``eps_values``."""
+    mdp = random_mdp(6, 3, seed=0)
+    collapsed, partial = collapsed_model(mdp, 8, 3), partially_collapsed_model(mdp, 10)
+    distinct = partially_collapsed_model(mdp, 10)
+    distinct.embeddings[1] += 1.0
+    for check, good, bad, message in [
+        (check_proposition_1, collapsed, partial, "Proposition 1 starts from a fully collapsed encoder"),
+        (check_proposition_2, partial, distinct, "Proposition 2 needs states 0 and 1 to share their embedding"),
+    ]:
+        with pytest.raises(ValueError, match="choose must be 'rl' or 'combined', got 'best'"):
+            check(mdp, bad, choose="best")
+        with pytest.raises(ValueError, match=message):
+            check(mdp, bad, eps_values=["not a number"])
+        with pytest.raises(ValueError, match="could not convert"):
+            check(mdp, good, eps_values=["not a number"])
+        # The default perturbation sizes
+        np.testing.assert_array_equal(check(mdp, good).eps, np.logspace(-6, -2, 9))

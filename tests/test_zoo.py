@@ -1,6 +1,8 @@
 """rl-zoo3 support, tested as users run it: the real CLI in subprocesses, after a plain ``pip install``."""
 
+import argparse
 import importlib
+import inspect
 import os
 import subprocess
 import sys
@@ -14,8 +16,16 @@ import yaml
 
 import sb3_jepa_zoo_hook
 from sb3_jepa import A2CJEPA, PPOJEPA
-from sb3_jepa.zoo import config_path, register_algorithms
-from sb3_jepa.zoo.samplers import convert_onpolicy_jepa_params
+from sb3_jepa.zoo import (
+    config_path,
+    load_trial_zero,
+    register_algorithms,
+    register_config_files,
+    register_samplers,
+    schedule_jepa_coef,
+    use_packaged_config_files,
+)
+from sb3_jepa.zoo.samplers import SAMPLERS, convert_onpolicy_jepa_params
 
 REPO = Path(__file__).resolve().parents[1]
 # Small and fast: 2 envs, short rollouts, no evaluation unless asked
@@ -152,6 +162,113 @@ def test_existing_keys_are_never_overridden():
     utils.ALGOS = {"ppo_jepa": dict, "ppo": list}  # type: ignore[attr-defined]
     register_algorithms(utils)
     assert {"ppo_jepa": dict, "ppo": list, "a2c_jepa": A2CJEPA} == utils.ALGOS  # type: ignore[attr-defined]
+
+
+#: the methods of rl-zoo3's ExperimentManager that the patches of register_config_files wrap
+PATCHED_METHODS = ("__init__", "_preprocess_schedules", "read_hyperparameters")
+
+
+@pytest.fixture
+def exp_manager(monkeypatch):
+    """The real ``rl_zoo3.exp_manager``, its ExperimentManager back to rl-zoo3's own methods for this test."""
+    import rl_zoo3.exp_manager
+
+    manager = rl_zoo3.exp_manager.ExperimentManager
+    for name in PATCHED_METHODS:  # the import hook has patched them already (unless opted out)
+        original = inspect.unwrap(getattr(manager, name))
+        assert not getattr(original, "_sb3_jepa", False)
+        monkeypatch.setattr(manager, name, staticmethod(original) if name == "_preprocess_schedules" else original)
+    return rl_zoo3.exp_manager
+
+
+def assert_wrapped_once(exp_manager: ModuleType, name: str, original) -> None:
+    wrapper = getattr(exp_manager.ExperimentManager, name)
+    assert wrapper is not original and wrapper._sb3_jepa is True
+    assert wrapper.__wrapped__ is original  # the wrapper wraps rl-zoo3's method itself, not another wrapper
+
+
+def new_manager(exp_manager: ModuleType, tmp_path: Path, algo: str, **kwargs):
+    return exp_manager.ExperimentManager(argparse.Namespace(), algo, "CartPole-v1", str(tmp_path), verbose=0, **kwargs)
+
+
+def test_use_packaged_config_files(exp_manager, tmp_path):
+    original = exp_manager.ExperimentManager.__init__
+    zoo_default = Path(new_manager(exp_manager, tmp_path, "ppo_jepa").config)
+    assert zoo_default.name == "ppo_jepa.yml" and not zoo_default.exists()  # what rl-zoo3 alone would read
+    ppo_default = new_manager(exp_manager, tmp_path, "ppo").config
+    use_packaged_config_files(exp_manager)
+    use_packaged_config_files(exp_manager)
+    assert_wrapped_once(exp_manager, "__init__", original)
+    for algo in ("a2c_jepa", "ppo_jepa"):
+        assert new_manager(exp_manager, tmp_path, algo).config == str(config_path(algo))
+    # An explicit --conf-file, and other algorithms' defaults, are left alone
+    explicit = str(tmp_path / "mine.yml")
+    assert new_manager(exp_manager, tmp_path, "ppo_jepa", config=explicit).config == explicit
+    assert new_manager(exp_manager, tmp_path, "ppo").config == ppo_default
+
+
+def test_schedule_jepa_coef(exp_manager):
+    manager = exp_manager.ExperimentManager
+    original = manager._preprocess_schedules
+    assert manager._preprocess_schedules({"jepa_coef": "lin_0.5"}) == {"jepa_coef": "lin_0.5"}  # rl-zoo3 alone
+    schedule_jepa_coef(exp_manager)
+    schedule_jepa_coef(exp_manager)
+    assert_wrapped_once(exp_manager, "_preprocess_schedules", original)
+    assert isinstance(inspect.getattr_static(manager, "_preprocess_schedules"), staticmethod)
+    hyperparams = manager._preprocess_schedules({"jepa_coef": "lin_0.5", "learning_rate": "lin_0.001", "n_envs": 2})
+    assert isinstance(hyperparams["jepa_coef"], exp_manager.SimpleLinearSchedule)
+    assert hyperparams["jepa_coef"](1.0) == pytest.approx(0.5) and hyperparams["jepa_coef"](0.0) == 0.0
+    assert hyperparams["learning_rate"](1.0) == pytest.approx(0.001) and hyperparams["n_envs"] == 2
+    assert manager._preprocess_schedules({"jepa_coef": 0.25}) == {"jepa_coef": 0.25}
+    with pytest.raises(ValueError, match="jepa_coef must be a number or 'lin_<initial value>'"):
+        manager._preprocess_schedules({"jepa_coef": "exp_0.5"})
+
+
+def test_load_trial_zero(exp_manager, tmp_path):
+    import rl_zoo3.hyperparams_opt
+
+    register_samplers(rl_zoo3.hyperparams_opt)  # the converter that reloads a trial
+    storage = str(tmp_path / "study.log")
+    study = optuna.create_study(
+        study_name="jepa",
+        storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage)),
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        SAMPLERS["ppo_jepa"](trial, 1, 1, {})
+        return 0.0
+
+    study.optimize(objective, n_trials=1)
+    expected = convert_onpolicy_jepa_params(study.trials[0].params)
+    manager = exp_manager.ExperimentManager
+    original = manager.read_hyperparameters
+    reload = dict(
+        storage=storage, study_name="jepa", trial_id=0, config=str(config_path("ppo_jepa")), hyperparams={"n_envs": 3}
+    )
+    packaged, _ = new_manager(exp_manager, tmp_path, "ppo_jepa", **reload).read_hyperparameters()
+    assert packaged["jepa_coef"] != pytest.approx(expected["jepa_coef"])  # rl-zoo3 alone skips trial 0
+    load_trial_zero(exp_manager)
+    load_trial_zero(exp_manager)
+    assert_wrapped_once(exp_manager, "read_hyperparameters", original)
+    hyperparams, saved = new_manager(exp_manager, tmp_path, "ppo_jepa", **reload).read_hyperparameters()
+    assert hyperparams["jepa_coef"] == pytest.approx(expected["jepa_coef"])
+    assert hyperparams["jepa_target"] == expected["jepa_target"]
+    assert hyperparams["predictor_net_arch"] == expected["predictor_net_arch"]
+    assert hyperparams["n_envs"] == 3  # --hyperparams still win over the trial
+    assert list(saved) == sorted(hyperparams) and dict(saved) == hyperparams
+    # Without a study, or for trials other than 0 (which rl-zoo3 loads itself), it changes nothing
+    no_study = {**reload, "storage": None}
+    assert new_manager(exp_manager, tmp_path, "ppo_jepa", **no_study).read_hyperparameters()[0] == packaged
+
+
+def test_register_config_files_applies_each_patch_once(exp_manager):
+    manager = exp_manager.ExperimentManager
+    originals = {name: getattr(manager, name) for name in PATCHED_METHODS}
+    register_config_files(exp_manager)
+    register_config_files(exp_manager)
+    for name, original in originals.items():
+        assert_wrapped_once(exp_manager, name, original)
 
 
 def test_two_workers_share_one_study(tmp_path):

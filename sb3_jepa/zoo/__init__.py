@@ -5,8 +5,9 @@ default ``--conf-file``, and ``-optimize`` samplers.
 After ``pip install`` the registration is automatic (see :mod:`sb3_jepa_zoo_hook`). Without the hook (or with
 ``SB3_JEPA_NO_ZOO_HOOK=1``), call :func:`register` before rl-zoo3 builds its parser, e.g. in a wrapper script.
 
-Each ``register_*`` function receives an rl-zoo3 module that has just loaded, so nothing here imports rl-zoo3 at
-module level (the hook runs while rl-zoo3's own package is still being imported).
+Each ``register_*`` function, and each patch that :func:`register_config_files` applies, receives an rl-zoo3 module
+that has just loaded, so nothing here imports rl-zoo3 at module level (the hook runs while rl-zoo3's own package is
+still being imported).
 """
 
 import functools
@@ -61,18 +62,36 @@ def register_samplers(hyperparams_opt: ModuleType) -> None:
         hyperparams_opt.HYPERPARAMS_CONVERTER.setdefault(name, converter)
 
 
-def register_config_files(exp_manager: ModuleType) -> None:
+#: attribute set on each rl-zoo3 method we wrap, so that patching twice never wraps twice
+_PATCHED = "_sb3_jepa"
+
+
+def _is_patched(method: Any) -> bool:
+    return bool(getattr(method, _PATCHED, False))
+
+
+def _mark_patched(method: Any) -> Any:
+    setattr(method, _PATCHED, True)
+    return method
+
+
+def use_packaged_config_files(exp_manager: ModuleType) -> None:
     """
-    Make the packaged YAML files the default config of ``a2c_jepa``/``ppo_jepa`` (rl-zoo3 looks for
-    ``rl_zoo3/hyperparams/<algo>.yml``), and let ``jepa_coef`` take rl-zoo3's ``lin_<value>`` schedules.
+    Make the packaged YAML files (:func:`config_path`) the default ``--conf-file`` of ``a2c_jepa``/``ppo_jepa``.
+    An explicit ``--conf-file``, or a file rl-zoo3 does ship for the algorithm, is left alone.
+    Patching an already patched module does nothing.
 
     :param exp_manager: the ``rl_zoo3.exp_manager`` module
     """
     manager = exp_manager.ExperimentManager
-    if getattr(manager.__init__, "_sb3_jepa", False):
+    if _is_patched(manager.__init__):
         return
     assert exp_manager.__file__ is not None
     zoo_root = Path(exp_manager.__file__).parent
+    # rl-zoo3 2.9.2, rl_zoo3/exp_manager.py, ExperimentManager.__init__ (line 127), with default_path being the
+    # rl_zoo3 package, or its parent folder in a source checkout:
+    #     self.config = config or str(default_path / f"hyperparams/{self.algo}.yml")
+    # so without --conf-file it looks for rl_zoo3/hyperparams/a2c_jepa.yml, which does not exist.
     zoo_defaults = {zoo_root / "hyperparams", zoo_root.parent / "hyperparams"}
     original_init = manager.__init__
 
@@ -83,11 +102,26 @@ def register_config_files(exp_manager: ModuleType) -> None:
         if self.algo in ALGORITHMS and config.parent in zoo_defaults and not config.exists():
             self.config = str(config_path(self.algo))
 
-    __init__._sb3_jepa = True  # type: ignore[attr-defined]
-    manager.__init__ = __init__
+    manager.__init__ = _mark_patched(__init__)
 
+
+def schedule_jepa_coef(exp_manager: ModuleType) -> None:
+    """
+    Let the :data:`SCHEDULED_HYPERPARAMETERS` (``jepa_coef``) take rl-zoo3's ``lin_<initial value>`` schedules, as
+    ``learning_rate`` does (``jepa_coef: lin_0.5`` in a config file or ``--hyperparams``). Any other string raises a
+    ``ValueError``; numbers are left as they are. Patching an already patched module does nothing.
+
+    :param exp_manager: the ``rl_zoo3.exp_manager`` module
+    """
+    manager = exp_manager.ExperimentManager
+    if _is_patched(manager._preprocess_schedules):
+        return
+    # rl-zoo3 2.9.2, rl_zoo3/exp_manager.py, ExperimentManager._preprocess_schedules (line 403) only converts:
+    #     for key in ["learning_rate", "clip_range", "clip_range_vf", "delta_std"]:
+    # so a "lin_0.5" jepa_coef would reach the algorithm as a string.
     original_schedules = manager._preprocess_schedules
 
+    @functools.wraps(original_schedules)
     def _preprocess_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
         hyperparams = original_schedules(hyperparams)
         for key in SCHEDULED_HYPERPARAMETERS:
@@ -99,21 +133,48 @@ def register_config_files(exp_manager: ModuleType) -> None:
                 hyperparams[key] = exp_manager.SimpleLinearSchedule(float(initial))
         return hyperparams
 
-    manager._preprocess_schedules = staticmethod(_preprocess_schedules)
+    manager._preprocess_schedules = staticmethod(_mark_patched(_preprocess_schedules))
 
+
+def load_trial_zero(exp_manager: ModuleType) -> None:
+    """
+    Make ``--storage ... --study-name ... --trial-id 0`` load trial 0 of the study for ``a2c_jepa``/``ppo_jepa``
+    (rl-zoo3 silently ignores it), then reapply ``--hyperparams`` on top, as rl-zoo3 does for other trials.
+    Patching an already patched module does nothing.
+
+    :param exp_manager: the ``rl_zoo3.exp_manager`` module
+    """
+    manager = exp_manager.ExperimentManager
+    if _is_patched(manager.read_hyperparameters):
+        return
+    # rl-zoo3 2.9.2, rl_zoo3/exp_manager.py, ExperimentManager.read_hyperparameters (line 359):
+    #     if self.storage and self.study_name and self.trial_id:
+    # trial_id 0 is falsy, so `--trial-id 0` loads nothing from the study, with no message.
     original_read = manager.read_hyperparameters
 
     @functools.wraps(original_read)
     def read_hyperparameters(self: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         hyperparams, saved = original_read(self)
-        # rl-zoo3 tests `if self.trial_id`, so `--trial-id 0` silently loads nothing: load it for our algorithms
         if self.algo in ALGORITHMS and self.storage and self.study_name and self.trial_id == 0:
             hyperparams.update(self.load_trial(self.storage, self.study_name, 0))
             hyperparams.update(self.custom_hyperparams or {})
             saved = OrderedDict((key, hyperparams[key]) for key in sorted(hyperparams))
         return hyperparams, saved
 
-    manager.read_hyperparameters = read_hyperparameters
+    manager.read_hyperparameters = _mark_patched(read_hyperparameters)
+
+
+def register_config_files(exp_manager: ModuleType) -> None:
+    """
+    Apply the three patches of ``rl_zoo3.exp_manager.ExperimentManager``: :func:`use_packaged_config_files`,
+    :func:`schedule_jepa_coef` and :func:`load_trial_zero` (what the import hook calls once rl-zoo3's
+    ``exp_manager`` has loaded). Each of them is idempotent, so calling this twice patches once.
+
+    :param exp_manager: the ``rl_zoo3.exp_manager`` module
+    """
+    use_packaged_config_files(exp_manager)
+    schedule_jepa_coef(exp_manager)
+    load_trial_zero(exp_manager)
 
 
 def register() -> None:

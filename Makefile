@@ -2,7 +2,7 @@
 PYTHON ?= python
 SOURCES = sb3_jepa sb3_jepa_zoo_hook.py setup.py tests benchmarks
 
-.PHONY: format lint type test check
+.PHONY: format lint type test test-fast check
 
 format:
 	$(PYTHON) -m ruff format $(SOURCES)
@@ -17,5 +17,9 @@ type:
 
 test:
 	$(PYTHON) -m pytest -n 2
+
+# A quick loop: the tests marked slow (subprocess CLIs, identity tasks) are left out; CI runs them all
+test-fast:
+	$(PYTHON) -m pytest -n 2 -m "not slow"
 
 check: lint type test

@@ -29,7 +29,7 @@ from stable_baselines3.common.env_util import make_atari_env, make_vec_env
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
 from sb3_jepa import A2CJEPA, PPOJEPA, JEPAFeaturesExtractor
-from sb3_jepa.common.jepa import TARGET_MODES
+from sb3_jepa.common.loss import TARGET_MODES
 
 
 @dataclass

@@ -9,6 +9,7 @@ import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from torch import nn
 
 from sb3_jepa.common.buffers import JEPADictRolloutBufferSamples, JEPARolloutBufferSamples
@@ -59,6 +60,29 @@ class CountingEnv(gym.Env):
         terminated = ended and self.episode % 2 == 0
         truncated = ended and not terminated
         return self._obs(), float(action == 0), terminated, truncated, {}
+
+
+class DropTerminalObservation(VecEnvWrapper):
+    """
+    A VecEnv that, unlike SB3's, does not report terminal observations (for some of its envs)
+
+    :param venv: the VecEnv to wrap
+    :param envs: the envs whose terminal observations are dropped (None: all)
+    """
+
+    def __init__(self, venv: VecEnv, envs: list[int] | None = None):
+        super().__init__(venv)
+        self.envs = envs
+
+    def reset(self):
+        return self.venv.reset()
+
+    def step_wait(self):
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for env_index, info in enumerate(infos):
+            if self.envs is None or env_index in self.envs:
+                info.pop("terminal_observation", None)
+        return obs, rewards, dones, infos
 
 
 def state_of(observations: Any) -> np.ndarray:

@@ -15,10 +15,10 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_jepa import A2CJEPA, PPOJEPA, JEPAFeaturesExtractor
 from sb3_jepa.common.jepa import ActionEncoder
+from sb3_jepa.common.loss import CapturedEmbeddings, jepa_prediction_loss
+from tests.conftest import ALGOS, SMALL
 from tests.helpers import CountingEnv, SeededImageEnv
 
-ALGOS = [A2CJEPA, PPOJEPA]
-SMALL = {A2CJEPA: dict(n_steps=8), PPOJEPA: dict(n_steps=32, batch_size=16, n_epochs=2)}
 BASE = {A2CJEPA: A2C, PPOJEPA: PPO}
 METRICS = ("loss", "coef", "embedding_std", "effective_rank", "participation_ratio", "pred_cosine")
 
@@ -140,7 +140,9 @@ def test_target_modes_gradient_paths(target):
     batch = one_batch(model)
     assert len(batch.next_extra_observations) > 0
     z = model.policy.jepa_encode(th.cat([batch.observations, batch.next_extra_observations]))
-    prediction, next_z, _ = model._jepa_prediction_and_target(batch, z)
+    n_rows = len(batch.next_valid)
+    captured = CapturedEmbeddings(batch=z[:n_rows], extra=z[n_rows:])
+    _, prediction, next_z, _ = jepa_prediction_loss(model.policy, batch, captured, target, prediction_steps=1)
     assert prediction.requires_grad
     assert next_z.requires_grad == (target == "online")
     # The target is E(s_{t+1}) (or its EMA copy) of the true next observations
@@ -256,12 +258,13 @@ def test_one_encoder_pass_gives_batch_and_extra_embeddings(detach):
     model._jepa_train_stats.coef = 1.0
     model._jepa_capture_start(batch)
     values, log_prob, _ = model.policy.evaluate_actions(batch.observations, batch.actions.long().flatten())
-    embeddings = model.policy.jepa_capture_stop()
-    assert embeddings is not None and embeddings.shape[0] == n_rows + n_extra
+    captured = model.policy.jepa_capture_stop()
+    assert captured is not None and captured.extra is not None
+    assert captured.batch.shape[0] + captured.extra.shape[0] == n_rows + n_extra
     assert values.shape[0] == n_rows  # the heads only see their own batch
-    th.testing.assert_close(embeddings[:n_rows], model.policy.jepa_encode(batch.observations))
-    th.testing.assert_close(embeddings[n_rows:], model.policy.jepa_encode(batch.next_extra_observations))
-    assert embeddings.requires_grad
+    th.testing.assert_close(captured.batch, model.policy.jepa_encode(batch.observations))
+    th.testing.assert_close(captured.extra, model.policy.jepa_encode(batch.next_extra_observations))
+    assert captured.batch.requires_grad and captured.extra.requires_grad
     # With encoder_rl_grad=False the policy's loss never reaches the encoder, the embeddings do (the actor's
     # log-probability: the critic of an MlpPolicy has its own encoder)
     model.policy.optimizer.zero_grad(set_to_none=True)

@@ -4,20 +4,20 @@ import numpy as np
 import pytest
 import torch as th
 from gymnasium import spaces
+from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.envs import FakeImageEnv
 from stable_baselines3.common.vec_env import (
     DummyVecEnv,
     SubprocVecEnv,
     VecEnv,
-    VecEnvWrapper,
     VecFrameStack,
     VecNormalize,
 )
 
 from sb3_jepa import A2CJEPA, PPOJEPA, JEPADictRolloutBuffer, JEPARolloutBuffer
 from sb3_jepa.common.buffers import JEPADictRolloutBufferSamples, JEPARolloutBufferSamples
-from tests.helpers import STEP, CountingEnv, check_rows, state_of
+from tests.helpers import STEP, CountingEnv, DropTerminalObservation, check_rows, state_of
 
 N_STEPS = 8
 
@@ -61,6 +61,7 @@ def test_next_observations_dummy(algo_cls, n_envs):
             assert n_envs < n_extra < N_STEPS * n_envs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo_cls", [A2CJEPA, PPOJEPA])
 def test_next_observations_subproc(algo_cls):
     venv = SubprocVecEnv([lambda i=i: CountingEnv(i) for i in range(2)])
@@ -110,19 +111,6 @@ def test_next_observations_dict(algo_cls):
             )
 
 
-class DropTerminalObservation(VecEnvWrapper):
-    """A VecEnv that, unlike SB3's, does not report terminal observations"""
-
-    def reset(self):
-        return self.venv.reset()
-
-    def step_wait(self):
-        obs, rewards, dones, infos = self.venv.step_wait()
-        for info in infos:
-            info.pop("terminal_observation", None)
-        return obs, rewards, dones, infos
-
-
 def test_missing_terminal_observation_is_masked():
     venv = DropTerminalObservation(DummyVecEnv([lambda: CountingEnv(0)]))
     with pytest.warns(UserWarning, match="terminal_observation"):
@@ -147,6 +135,29 @@ class LongEpisodeImageEnv(FakeImageEnv):
         self.ep_length = ep_length
 
 
+def held_bytes(obj: object, shared_with: list[np.ndarray]) -> int:
+    """Bytes of every numpy array an object's attributes reach (lists, tuples, dicts included), each memory once."""
+    seen: dict[int, int] = {}
+
+    def walk(value: object) -> None:
+        if isinstance(value, np.ndarray):
+            if not any(np.shares_memory(value, other) for other in shared_with):
+                root = value
+                while isinstance(root.base, np.ndarray):
+                    root = root.base
+                seen[id(root)] = root.nbytes
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+
+    for attribute in vars(obj).values():
+        walk(attribute)
+    return sum(seen.values())
+
+
 def test_extra_memory_on_atari_sized_rollout():
     # PPO's Atari setting: 8 envs x 128 steps of 4 stacked 84x84 frames (the observation array is 28.9 MB)
     venv = VecFrameStack(make_vec_env(lambda: LongEpisodeImageEnv(ep_length=400), n_envs=8), n_stack=4)
@@ -160,6 +171,12 @@ def test_extra_memory_on_atari_sized_rollout():
         list(buffer.get(256))
         # Terminal observations with their row index, and one bool per env: nothing per transition
         assert buffer.jepa_nbytes() == n_terminal * (4 * 84 * 84 + 8) + 8
+        # ...and that report counts everything: every array the buffer holds, against SB3's own buffer of this size
+        # (the final observations are the algorithm's _last_obs, held by reference: not the buffer's memory)
+        assert model._last_obs is not None
+        held = held_bytes(buffer, shared_with=[model._last_obs])
+        plain = RolloutBuffer(128, venv.observation_space, venv.action_space, n_envs=8)
+        assert held - held_bytes(plain, shared_with=[]) == buffer.jepa_nbytes()
         extra_ratios.append(buffer.jepa_nbytes() / buffer.observations.nbytes)
     assert buffer.observations.nbytes == 128 * 8 * 4 * 84 * 84
     # A full next_observations array would be a ratio of 1.0; terminal observations + indices stay under 1%

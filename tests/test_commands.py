@@ -15,6 +15,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 def test_demo_trains_on_atari_and_prints_the_metrics():
     pytest.importorskip("ale_py")
     pytest.importorskip("cv2")
@@ -24,6 +25,7 @@ def test_demo_trains_on_atari_and_prints_the_metrics():
     assert len(rows) >= 2 and all(float(row.split("|")[0]) > 0 for row in rows)
 
 
+@pytest.mark.slow
 def test_speed_benchmark_smoke():
     output = run("-m", "benchmarks.speed", "--pairs", "a2c-mlp", "--timesteps", "512", "--repeats", "2").stdout
     lines = [line for line in output.splitlines() if line.strip().startswith("a2c-mlp")]
@@ -33,6 +35,7 @@ def test_speed_benchmark_smoke():
         assert 0.0 < ratio < 10.0
 
 
+@pytest.mark.slow
 def test_startup_benchmark_smoke():
     output = run("-m", "benchmarks.startup", "--repeats", "2").stdout
     assert "import of sb3_jepa_zoo_hook at start" in output and "opted out" in output

@@ -14,10 +14,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sb3_jepa import A2CJEPA, PPOJEPA
 from sb3_jepa.common.policies import JEPAPolicyMixin, as_jepa_policy
+from tests.conftest import ALGOS, SMALL
 from tests.helpers import ConstantValuePolicy, CountingEnv, SmallMlpExtractor
 
-ALGOS = [A2CJEPA, PPOJEPA]
-SMALL = {A2CJEPA: dict(n_steps=8), PPOJEPA: dict(n_steps=32, batch_size=16, n_epochs=2)}
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -87,6 +86,7 @@ def test_policy_that_bypasses_the_encoder_is_reported():
         model.learn(SMALL[A2CJEPA]["n_steps"])
 
 
+@pytest.mark.slow
 def test_custom_policy_model_loads_in_a_fresh_process(tmp_path):
     with pytest.warns(UserWarning):
         model = A2CJEPA(ConstantValuePolicy, DummyVecEnv([CountingEnv]), seed=0, **SMALL[A2CJEPA])

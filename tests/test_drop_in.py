@@ -38,11 +38,10 @@ from sb3_jepa.common.buffers import (
     as_jepa_buffer,
 )
 from sb3_jepa.common.jepa import JEPA_EXTRACTOR_KEYWORDS
+from tests.conftest import ALGOS, SMALL
 from tests.helpers import CountingEnv, SeededImageEnv, SmallMlpExtractor, check_rows
 
-ALGOS = [A2CJEPA, PPOJEPA]
 BASE = {A2CJEPA: A2C, PPOJEPA: PPO}
-SMALL = {A2CJEPA: dict(n_steps=8), PPOJEPA: dict(n_steps=32, batch_size=16, n_epochs=2)}
 IMAGE_SPACE = spaces.Box(0, 255, (1, 36, 36), np.uint8)
 
 
@@ -89,7 +88,9 @@ def image_vec_env(wrapper: str) -> Any:
 
 
 @pytest.mark.parametrize("algo_cls", ALGOS)
-@pytest.mark.parametrize("wrapper", ["none", "transpose", "frame_stack", "normalize", "subproc"])
+@pytest.mark.parametrize(
+    "wrapper", ["none", "transpose", "frame_stack", "normalize", pytest.param("subproc", marks=pytest.mark.slow)]
+)
 def test_nature_cnn_keywords_reach_it(algo_cls, wrapper):
     env = image_vec_env(wrapper)
     try:

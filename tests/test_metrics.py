@@ -5,7 +5,7 @@ import math
 import pytest
 import torch as th
 
-from sb3_jepa.common.jepa import masked_prediction_loss, vicreg_terms
+from sb3_jepa.common.loss import masked_prediction_loss, vicreg_terms
 from sb3_jepa.common.metrics import (
     collapse_metrics,
     effective_rank,

@@ -7,11 +7,10 @@ import pytest
 import torch as th
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_jepa import A2CJEPA, PPOJEPA
+from sb3_jepa import PPOJEPA
+from tests.conftest import ALGOS, SMALL
 from tests.helpers import CountingEnv, SeededImageEnv
 
-ALGOS = [A2CJEPA, PPOJEPA]
-SMALL = {A2CJEPA: dict(n_steps=8), PPOJEPA: dict(n_steps=32, batch_size=16, n_epochs=2)}
 CUDA = [pytest.param("cuda", marks=pytest.mark.skipif(not th.cuda.is_available(), reason="no CUDA device"))]
 
 

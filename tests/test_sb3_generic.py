@@ -24,10 +24,9 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack, VecNorm
 from torch import nn
 
 from sb3_jepa import A2CJEPA, PPOJEPA
+from tests.conftest import ALGOS, SMALL
 from tests.helpers import SeededImageEnv
 
-ALGOS = [A2CJEPA, PPOJEPA]
-SMALL = {A2CJEPA: dict(n_steps=8), PPOJEPA: dict(n_steps=32, batch_size=16, n_epochs=2)}
 BASE = {A2CJEPA: A2C, PPOJEPA: PPO}
 
 
@@ -171,10 +170,14 @@ def test_multiple_envs_from_id(algo_cls):
     assert model.num_timesteps == 2 * 3 * SMALL[algo_cls]["n_steps"]
 
 
-def test_progress_bar():
+def test_progress_bar(capsys):
     pytest.importorskip("tqdm")
     pytest.importorskip("rich")
-    A2CJEPA("MlpPolicy", "CartPole-v1", **SMALL[A2CJEPA]).learn(32, progress_bar=True)
+    model = A2CJEPA("MlpPolicy", "CartPole-v1", **SMALL[A2CJEPA]).learn(32, progress_bar=True)
+    assert model.num_timesteps == 32
+    # SB3's ProgressBarCallback (tqdm.rich) drew the bar up to the budget
+    captured = capsys.readouterr()
+    assert "32/32" in captured.out + captured.err
 
 
 class SpacesEnv(gym.Env):

@@ -27,6 +27,7 @@ def study(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
+@pytest.mark.slow
 def test_run_report_and_resume(tmp_path):
     out = tmp_path / "study"
     configs = ["rl_only", "jepa_rl:jepa_coef=0.5"]
@@ -68,6 +69,7 @@ def test_run_report_and_resume(tmp_path):
     assert (out / "report.md").exists()
 
 
+@pytest.mark.slow
 def test_bad_input_fails_before_any_run(tmp_path):
     result = study("run", *TINY, "--configs", "jepa_rl", "no_such_config", "--out", str(tmp_path), check=False)
     assert result.returncode == 2 and "Unknown configuration 'no_such_config'" in result.stderr

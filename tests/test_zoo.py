@@ -47,6 +47,7 @@ def saved_config(log_folder: Path, algo: str, env_id: str) -> dict:
         return dict(yaml.load(file, Loader=yaml.UnsafeLoader))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("algo", "algo_cls"), [("a2c_jepa", A2CJEPA), ("ppo_jepa", PPOJEPA)])
 def test_train_with_packaged_config_and_overrides(tmp_path, algo, algo_cls):
     result = run(
@@ -62,6 +63,7 @@ def test_train_with_packaged_config_and_overrides(tmp_path, algo, algo_cls):
     assert (model.jepa_coef, model.jepa_target) == (0.25, "stop_grad")
 
 
+@pytest.mark.slow
 def test_console_script_and_schedules(tmp_path):
     rl_zoo3 = Path(sys.executable).with_name("rl_zoo3")
     run(
@@ -73,6 +75,7 @@ def test_console_script_and_schedules(tmp_path):
     assert model.jepa_coef(1.0) == pytest.approx(0.5) and model.jepa_coef(0.0) == 0.0
 
 
+@pytest.mark.slow
 def test_explicit_conf_file(tmp_path):
     run(
         sys.executable, "-m", "rl_zoo3.train", "--algo", "a2c_jepa", "--env", "Acrobot-v1", "-f", str(tmp_path), *QUICK,
@@ -81,6 +84,7 @@ def test_explicit_conf_file(tmp_path):
     assert saved_config(tmp_path, "a2c_jepa", "Acrobot-v1")["normalize"] is True
 
 
+@pytest.mark.slow
 def test_enjoy_record_video_and_plots(tmp_path):
     run(
         sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo_jepa", "--env", "PixelCartPole-v1", "-f", str(tmp_path),
@@ -111,6 +115,7 @@ def test_enjoy_record_video_and_plots(tmp_path):
     assert (tmp_path / "results.pkl").exists()
 
 
+@pytest.mark.slow
 def test_opt_out_and_explicit_registration(tmp_path):
     opted_out = {sb3_jepa_zoo_hook.OPT_OUT_VARIABLE: "1"}
     result = run(
@@ -129,6 +134,7 @@ def test_opt_out_and_explicit_registration(tmp_path):
     assert saved_config(tmp_path, "ppo_jepa", "CartPole-v1")["n_envs"] == 2
 
 
+@pytest.mark.slow
 def test_interpreter_start_imports_nothing_heavy():
     probe = (
         "import sys; print('torch' in sys.modules, 'rl_zoo3' in sys.modules, 'sb3_jepa' in sys.modules,"
@@ -271,6 +277,7 @@ def test_register_config_files_applies_each_patch_once(exp_manager):
         assert_wrapped_once(exp_manager, name, original)
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study(tmp_path):
     """Distributed search: two -optimize workers on one Optuna journal file, then the best trial reloads."""
     storage = tmp_path / "study.log"
@@ -309,6 +316,7 @@ def test_two_workers_share_one_study(tmp_path):
         assert config["predictor_net_arch"] == expected["predictor_net_arch"] == [trial.params["predictor_width"]]
 
 
+@pytest.mark.slow
 def test_wheel_ships_hook_and_configs(tmp_path):
     run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(REPO))
     (wheel,) = tmp_path.glob("sb3_jepa-*.whl")

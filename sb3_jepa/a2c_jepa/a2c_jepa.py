@@ -5,12 +5,12 @@ from gymnasium import spaces
 from stable_baselines3 import A2C
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 from sb3_jepa.a2c_jepa.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
-from sb3_jepa.common.mixin import JEPAOnPolicyMixin
+from sb3_jepa.common.on_policy_algorithm import JEPAOnPolicyMixin
 
 SelfA2CJEPA = TypeVar("SelfA2CJEPA", bound="A2CJEPA")
 
@@ -157,6 +157,25 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
             _init_setup_model=_init_setup_model,
         )
 
+    def learn(
+        self: SelfA2CJEPA,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 100,
+        tb_log_name: str = "A2CJEPA",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfA2CJEPA:
+        # Overridden for the TensorBoard run name only (A2CJEPA_1, not A2C_1), as sb3-contrib's algorithms do
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
     # Copied from stable_baselines3.a2c.A2C.train. Lines marked [JEPA] are added; nothing else differs
     # (tests/test_upstream_drift.py fails if the installed SB3's train() no longer matches).
     def train(self) -> None:
@@ -180,7 +199,7 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
 
             self._jepa_capture_start(rollout_data)  # [JEPA]
             values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
-            embeddings = self.policy.jepa_capture_stop()  # [JEPA]
+            captured = self.policy.jepa_capture_stop()  # [JEPA]
             values = values.flatten()
 
             # Normalize advantage (not present in the original implementation)
@@ -202,7 +221,7 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
                 entropy_loss = -th.mean(entropy)
 
             loss = policy_loss + self.ent_coef * entropy_loss + self.vf_coef * value_loss
-            loss = self._jepa_add_loss(loss, rollout_data, embeddings)  # [JEPA]
+            loss = self._jepa_add_loss(loss, rollout_data, captured)  # [JEPA]
 
             # Optimization step
             self.policy.optimizer.zero_grad()

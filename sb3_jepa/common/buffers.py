@@ -30,7 +30,8 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.type_aliases import DictRolloutBufferSamples, RolloutBufferSamples, TensorDict
 from stable_baselines3.common.vec_env import VecNormalize
 
-from sb3_jepa.common.jepa import check_optional_positive_int
+from sb3_jepa.common import successors
+from sb3_jepa.common.utils import check_optional_positive_int, check_positive_int
 
 
 class JEPARolloutBufferSamples(NamedTuple):
@@ -95,6 +96,10 @@ class JEPADictRolloutBufferSamples(NamedTuple):
 
 ObsArray = np.ndarray | dict[str, np.ndarray]
 
+#: The arrays besides the observations that SB3's ``RolloutBuffer.get()`` and ``DictRolloutBuffer.get()`` flatten
+#: before their first sample (their ``_tensor_names``)
+SAMPLED_ARRAYS = ("actions", "values", "log_probs", "advantages", "returns")
+
 
 class NextObservationMixin:
     """
@@ -129,7 +134,7 @@ class NextObservationMixin:
 
     def __init__(self, *args: Any, segment_length: int | None = None, prediction_steps: int = 1, **kwargs: Any):
         self.segment_length = check_optional_positive_int("segment_length", segment_length)
-        self.prediction_steps = check_optional_positive_int("prediction_steps", prediction_steps) or 1
+        self.prediction_steps = check_positive_int("prediction_steps", prediction_steps)
         super().__init__(*args, **kwargs)
 
     def reset(self) -> None:
@@ -167,24 +172,32 @@ class NextObservationMixin:
         :return: a generator of samples
         """
         if not self.generator_ready:
-            self._stack_terminal_observations()
+            self._prepare_successors()
         if self.segment_length is None or batch_size is None:
             yield from super().get(batch_size)  # type: ignore[misc]
             return
         if not self.generator_ready:
-            # SB3's get() flattens the arrays on its first step: let it, through one single-row sample
-            next(super().get(1))  # type: ignore[misc]
-        indices = self._segment_indices(self.segment_length)
+            self._flatten_for_sampling()
+        starts = successors.segment_starts(self.buffer_size, self.n_envs, self.segment_length)
+        indices = successors.segment_rows(starts[np.random.permutation(len(starts))], self.buffer_size, self.segment_length)
         for start in range(0, len(indices), batch_size):
             yield self._get_samples(indices[start : start + batch_size])  # type: ignore[attr-defined]
 
-    def _segment_indices(self, length: int) -> np.ndarray:
-        """All flat row indices, as shuffled segments of ``length`` consecutive steps of one env."""
-        n_steps = self.buffer_size
-        starts = (np.arange(self.n_envs)[:, None] * n_steps + np.arange(0, n_steps, length)[None, :]).ravel()
-        starts = starts[np.random.permutation(len(starts))]
-        ends = np.minimum(starts + length, (starts // n_steps + 1) * n_steps)
-        return np.concatenate([np.arange(start, end) for start, end in zip(starts, ends, strict=True)])
+    def _flatten_for_sampling(self) -> None:
+        """
+        What SB3's ``get()`` does on its first call before it samples: ``swap_and_flatten`` of the arrays it samples
+        from, so that row ``env * n_steps + step`` is step ``step`` of env ``env``. The segment sampler draws its
+        own rows and needs just that. ``tests/test_upstream_drift.py`` checks it against SB3's ``get()``.
+        """
+        if isinstance(self.observations, dict):
+            for key, obs in self.observations.items():
+                self.observations[key] = self.swap_and_flatten(obs)  # type: ignore[attr-defined]
+            names: tuple[str, ...] = SAMPLED_ARRAYS
+        else:
+            names = ("observations", *SAMPLED_ARRAYS)
+        for name in names:
+            setattr(self, name, self.swap_and_flatten(getattr(self, name)))  # type: ignore[attr-defined]
+        self.generator_ready = True
 
     def _reset_next(self) -> None:
         self.terminal_observations = []
@@ -242,8 +255,11 @@ class NextObservationMixin:
             total += sum(a.nbytes for a in (obs.values() if isinstance(obs, dict) else [obs]))
         return total
 
-    def _stack_terminal_observations(self) -> None:
-        """Stack the terminal observations in the order of their rows, for vectorised lookups while sampling."""
+    def _prepare_successors(self) -> None:
+        """
+        Before the first sample of a rollout: stack the terminal observations in the order of their rows (address
+        ``n_rows + k`` is the k-th, see :mod:`sb3_jepa.common.successors`), for vectorised lookups while sampling.
+        """
         order = np.argsort(np.asarray(self.terminal_rows, dtype=np.int64), kind="stable")
         self._terminal_rows_sorted = np.asarray(self.terminal_rows, dtype=np.int64)[order]
         if len(order) > 0:
@@ -251,89 +267,30 @@ class NextObservationMixin:
             self._terminal_stack = self._map_obs(lambda obs: obs[order], stacked)
         self.terminal_observations, self.terminal_rows = [], []
 
-    def _next_rows(self, batch_inds: np.ndarray) -> np.ndarray:
-        """
-        Where each row's ``s_{t+1}`` is: a flat row index (``< n_rows``), ``n_rows + k`` for the k-th terminal
-        observation, ``n_rows + n_terminal + env`` for a final observation, or -1 where it is unknown.
-        """
-        n_steps, n_rows, n_terminal = self.buffer_size, self.buffer_size * self.n_envs, len(self._terminal_rows_sorted)
-        step, env = batch_inds % n_steps, batch_inds // n_steps
-        last = step == n_steps - 1
-        # SB3 stores dones[t] as episode_starts[t + 1] (episode_starts itself is never flattened)
-        done = self.episode_starts[np.minimum(step + 1, n_steps - 1), env].astype(bool)
-        if self.final_dones is None:
-            # Filled by hand, without the algorithm's final observations: the last step's successor is unknown
-            next_rows = np.where(last, -1, batch_inds + 1)
-        else:
-            done = np.where(last, self.final_dones[env], done)
-            next_rows = np.where(last, n_rows + n_terminal + env, batch_inds + 1)
-        position = np.searchsorted(self._terminal_rows_sorted, batch_inds)
-        if n_terminal > 0:
-            has_terminal = self._terminal_rows_sorted[np.minimum(position, n_terminal - 1)] == batch_inds
-        else:
-            has_terminal = np.zeros(len(batch_inds), dtype=bool)
-        # An episode end without a terminal observation (an unusual VecEnv) stays unknown: -1
-        return np.where(done, np.where(has_terminal, n_rows + position, -1), next_rows)
-
-    def _gather_observations(self, flat_indices: np.ndarray) -> Any:
-        """Observations at flat indices: buffer rows, then terminal observations, then final observations."""
-        n_rows = self.buffer_size * self.n_envs
-        n_terminal = len(self._terminal_rows_sorted)
-        in_buffer = flat_indices < n_rows
-        in_terminal = ~in_buffer & (flat_indices < n_rows + n_terminal)
-        in_final = flat_indices >= n_rows + n_terminal
-
-        def gather(observations: np.ndarray, terminal: np.ndarray | None, final: np.ndarray | None) -> np.ndarray:
-            out = np.empty((len(flat_indices), *observations.shape[1:]), dtype=observations.dtype)
-            out[in_buffer] = observations[flat_indices[in_buffer]]
-            if terminal is not None:
-                out[in_terminal] = terminal[flat_indices[in_terminal] - n_rows]
-            if final is not None:
-                out[in_final] = final[flat_indices[in_final] - n_rows - n_terminal]
-            return out
-
-        return self._map_obs(gather, self.observations, self._terminal_stack, self.final_observations)
-
     def _next_fields(self, batch_inds: np.ndarray) -> dict[str, Any]:
         """The ``next_*`` (and ``multistep_*``) fields of a sample whose rows are ``batch_inds``."""
-        batch_size, n_rows = len(batch_inds), self.buffer_size * self.n_envs
-        # successors[k] is where s_{t+k+1} is; a chain stops (-1) at an episode end or at the rollout's end
-        successors = [self._next_rows(batch_inds)]
-        for _ in range(1, self.prediction_steps):
-            previous = successors[-1]
-            in_buffer = (previous >= 0) & (previous < n_rows)
-            following = np.full(batch_size, -1, dtype=np.int64)
-            following[in_buffer] = self._next_rows(previous[in_buffer])
-            successors.append(following)
-        wanted = np.concatenate(successors)
-        valid = wanted >= 0
-        # Which row of this batch (if any) holds each wanted observation: a sorted search, O(batch log batch)
-        order = np.argsort(batch_inds)
-        sorted_inds = batch_inds[order]
-        position = np.minimum(np.searchsorted(sorted_inds, wanted), batch_size - 1)
-        in_batch = valid & (wanted < n_rows) & (sorted_inds[position] == wanted)
-        needs_extra = valid & ~in_batch
-        if self.prediction_steps > 1:
-            # Each extra observation once, even when several chains reach it
-            extra_rows, extra_position = np.unique(wanted[needs_extra], return_inverse=True)
-        else:
-            # One successor per row: no two rows want the same observation
-            extra_rows, extra_position = wanted[needs_extra], np.arange(int(needs_extra.sum()))
-        index = np.tile(np.arange(batch_size, dtype=np.int64), self.prediction_steps)
-        index[in_batch] = order[position[in_batch]]
-        index[needs_extra] = batch_size + extra_position
+        n_rows = self.buffer_size * self.n_envs
+        chains = successors.successor_chains(
+            batch_inds, self.prediction_steps, self.episode_starts, self.final_dones, self._terminal_rows_sorted
+        )
+        index, extra_addresses = successors.locate_in_minibatch(chains, batch_inds, n_rows)
+        valid = chains >= 0
+        extra = self._map_obs(
+            lambda rows, terminal, final: successors.gather_addressed(extra_addresses, rows, terminal, final),
+            self.observations,
+            self._terminal_stack,
+            self.final_observations,
+        )
         fields: dict[str, Any] = dict(
-            next_valid=self.to_torch(valid[:batch_size].astype(np.float32)),
-            next_index=th.as_tensor(index[:batch_size], device=self.device),
-            next_extra_observations=self._map_obs(self.to_torch, self._gather_observations(extra_rows)),
+            next_valid=self.to_torch(valid[0].astype(np.float32)),
+            next_index=th.as_tensor(index[0], device=self.device),
+            next_extra_observations=self._map_obs(self.to_torch, extra),
         )
         if self.prediction_steps > 1:
-            steps = (self.prediction_steps, batch_size)
-            intermediate = np.stack(successors[:-1])  # rows whose actions lead to the next step (valid where >= 0)
-            actions = self.actions[np.where((intermediate >= 0) & (intermediate < n_rows), intermediate, 0)]
+            actions = self.actions[successors.action_rows(chains, n_rows)]
             fields.update(
-                multistep_index=th.as_tensor(index.reshape(steps), device=self.device),
-                multistep_valid=self.to_torch(valid.reshape(steps).astype(np.float32)),
+                multistep_index=th.as_tensor(index, device=self.device),
+                multistep_valid=self.to_torch(valid.astype(np.float32)),
                 multistep_actions=self.to_torch(actions.astype(np.float32)),
             )
         return fields

@@ -1,10 +1,9 @@
 """
-The JEPA parts: the encoder E (:class:`JEPAFeaturesExtractor`), the action encoding and the
-action-conditioned predictor W (:class:`JEPAPredictor`), and the loss ``||W(E(s_t), a_t) - E(s_{t+1})||^2``.
+The JEPA models: the encoder E (:class:`JEPAFeaturesExtractor`), the action encoding (:class:`ActionEncoder`)
+and the action-conditioned predictor W (:class:`JEPAPredictor`). The loss that trains them is in
+:mod:`sb3_jepa.common.loss`.
 """
 
-import inspect
-import math
 import warnings
 from typing import Any
 
@@ -23,12 +22,7 @@ from stable_baselines3.common.torch_layers import (
 from torch import nn
 
 from sb3_jepa.common.torch_layers import SmallImageCNN, is_small_image_like
-
-#: Where the target ``E(s_{t+1})`` comes from.
-#: ``online``: the encoder itself, gradient through both branches (the paper's Eq. 1);
-#: ``stop_grad``: the encoder itself, no gradient through the target (SimSiam, TD-MPC2);
-#: ``ema``: an exponential moving average of the encoder (BYOL, SPR).
-TARGET_MODES = ("online", "stop_grad", "ema")
+from sb3_jepa.common.utils import accepted_keywords, check_net_arch, has_parameters
 
 #: Hidden layers of the default encoder MLP for observations whose base extractor learns nothing (flatten).
 DEFAULT_VECTOR_ENCODER_ARCH = (64, 64)
@@ -45,30 +39,6 @@ def default_predictor_arch(features_dim: int) -> list[int]:
     return [min(DEFAULT_PREDICTOR_WIDTH, features_dim)]
 
 
-def check_target_mode(jepa_target: str) -> str:
-    """
-    :param jepa_target: the target mode to check
-    :return: ``jepa_target``, if it is one of :data:`TARGET_MODES`
-    """
-    if jepa_target not in TARGET_MODES:
-        raise ValueError(f"jepa_target must be one of {TARGET_MODES}, got {jepa_target!r}")
-    return jepa_target
-
-
-def check_net_arch(name: str, net_arch: Any) -> list[int]:
-    """
-    :param name: the argument's name, for the error message
-    :param net_arch: a sequence of layer widths
-    :return: the widths as a list of positive ints
-    """
-    if isinstance(net_arch, (str, bytes)) or not hasattr(net_arch, "__iter__"):
-        raise ValueError(f"{name} must be a list of positive ints (hidden layer widths), got {net_arch!r}")
-    widths = list(net_arch)
-    if not all(isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w > 0 for w in widths):
-        raise ValueError(f"{name} must be a list of positive ints (hidden layer widths), got {net_arch!r}")
-    return [int(w) for w in widths]
-
-
 def cnn_encoder_class(observation_space: spaces.Space) -> type[BaseFeaturesExtractor]:
     """
     :param observation_space: an image-like observation space
@@ -78,10 +48,13 @@ def cnn_encoder_class(observation_space: spaces.Space) -> type[BaseFeaturesExtra
     return SmallImageCNN if is_small_image_like(observation_space) else NatureCNN
 
 
-def default_encoder_class(observation_space: spaces.Space) -> type[BaseFeaturesExtractor]:
+def encoder_class_for_space(observation_space: spaces.Space) -> type[BaseFeaturesExtractor]:
     """
-    The base extractor for this space: ``CombinedExtractor`` for ``Dict``, a CNN for images (see
-    :func:`cnn_encoder_class`), ``FlattenExtractor`` otherwise.
+    The base extractor :class:`JEPAFeaturesExtractor` wraps when it is given none (``encoder_class=None``), chosen
+    from the space as SB3's ``MultiInputPolicy``/``CnnPolicy``/``MlpPolicy`` would: ``CombinedExtractor`` for
+    ``Dict``, a CNN for images (see :func:`cnn_encoder_class`), ``FlattenExtractor`` otherwise. The JEPA policies
+    always name theirs (each alias its own, ``JEPAActorCriticPolicy.default_encoder_class``), so this rule is for
+    the extractor used on its own or in a user's policy.
 
     :param observation_space: the observation space
     :return: the features extractor class
@@ -91,39 +64,6 @@ def default_encoder_class(observation_space: spaces.Space) -> type[BaseFeaturesE
     if is_image_space(observation_space, check_channels=False) or is_small_image_like(observation_space):
         return cnn_encoder_class(observation_space)
     return FlattenExtractor
-
-
-def num_rows(observations: th.Tensor | dict[str, th.Tensor]) -> int:
-    """:return: the batch size of a tensor or of a dict of tensors (``Dict`` observations)"""
-    if isinstance(observations, dict):
-        return next(iter(observations.values())).shape[0]
-    return observations.shape[0]
-
-
-def concat_observations(first: Any, second: Any) -> Any:
-    """:return: the rows of ``first`` then those of ``second`` (tensors, or dicts of tensors for ``Dict`` observations)"""
-    if isinstance(first, dict):
-        return {key: th.cat([first[key], second[key]]) for key in first}
-    return th.cat([first, second])
-
-
-def has_parameters(module: nn.Module) -> bool:
-    """:return: whether ``module`` has any trainable parameter"""
-    return any(p.requires_grad for p in module.parameters())
-
-
-def accepted_keywords(cls: type) -> set[str] | None:
-    """
-    :param cls: a class
-    :return: the keyword arguments its ``__init__`` accepts besides ``self`` and the observation space, or None
-        if it takes ``**kwargs`` (then any keyword may be right)
-    """
-    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    named = [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
-    # The first one is the observation space, which the policy passes positionally
-    return {p.name for p in named[1:]}
 
 
 class JEPAFeaturesExtractor(BaseFeaturesExtractor):
@@ -142,7 +82,7 @@ class JEPAFeaturesExtractor(BaseFeaturesExtractor):
     :param observation_space: the observation space
     :param encoder_class: the base extractor (``NatureCNN``, ``FlattenExtractor``, ``CombinedExtractor`` or the
         user's own ``BaseFeaturesExtractor`` subclass). ``None`` picks SB3's choice for the space
-        (see :func:`default_encoder_class`).
+        (see :func:`encoder_class_for_space`).
     :param encoder_kwargs: keyword arguments for ``encoder_class``, the explicit form of ``base_kwargs`` (needed
         only for a base keyword named like one of this class's own, ``net_arch`` or ``activation_fn``)
     :param net_arch: widths of the MLP layers applied after the base extractor, each followed by
@@ -161,7 +101,7 @@ class JEPAFeaturesExtractor(BaseFeaturesExtractor):
         **base_kwargs: Any,
     ):
         if encoder_class is None:
-            encoder_class = default_encoder_class(observation_space)
+            encoder_class = encoder_class_for_space(observation_space)
         kwargs = base_encoder_kwargs(encoder_class, encoder_kwargs, base_kwargs)
         base = encoder_class(observation_space, **kwargs)
         if net_arch is None:
@@ -191,7 +131,7 @@ def base_encoder_learns(observation_space: spaces.Space, extractor_kwargs: dict[
     :return: whether the base extractor learns
     """
     base_kwargs = {k: v for k, v in extractor_kwargs.items() if k not in JEPA_EXTRACTOR_KEYWORDS}
-    encoder_class = extractor_kwargs.get("encoder_class") or default_encoder_class(observation_space)
+    encoder_class = extractor_kwargs.get("encoder_class") or encoder_class_for_space(observation_space)
     kwargs = base_encoder_kwargs(encoder_class, extractor_kwargs.get("encoder_kwargs"), base_kwargs)
     with th.random.fork_rng(devices=[]), th.device("meta"):
         probe = encoder_class(observation_space, **kwargs)
@@ -316,38 +256,6 @@ class JEPAPredictor(nn.Module):
         return self.net(th.cat([z, self.action_encoder(actions)], dim=1))
 
 
-def masked_prediction_loss(prediction: th.Tensor, target: th.Tensor, valid: th.Tensor) -> th.Tensor:
-    """
-    The JEPA loss of Eq. 1: mean over valid transitions of the squared L2 norm
-    ``||W(z_t, a_t) - z_{t+1}||^2`` (summed over embedding dimensions, not averaged).
-
-    :param prediction: ``W(z_t, a_t)``, shape ``(batch, dim)``
-    :param target: ``z_{t+1}``, shape ``(batch, dim)``
-    :param valid: 1 for transitions whose next observation is known, 0 otherwise, shape ``(batch,)``
-    :return: the scalar loss (0 if no transition is valid)
-    """
-    squared_error = (prediction - target).pow(2).sum(dim=1)
-    return (squared_error * valid).sum() / valid.sum().clamp(min=1.0)
-
-
-def vicreg_terms(z: th.Tensor, eps: float = 1e-4) -> tuple[th.Tensor, th.Tensor]:
-    """
-    VICReg's anti-collapse terms (Bardes et al. 2022) on a batch of embeddings: the variance hinge
-    ``mean_d relu(1 - sqrt(var_d(z) + eps))`` and the covariance penalty ``sum_{i != j} C_ij^2 / dim``.
-
-    :param z: embeddings, shape ``(batch, dim)`` with ``batch >= 2``
-    :param eps: added to the variance before the square root, as in VICReg
-    :return: the variance term and the covariance term (scalars, differentiable)
-    """
-    batch, dim = z.shape
-    std = th.sqrt(z.var(dim=0) + eps)
-    variance = F.relu(1.0 - std).mean()
-    centred = z - z.mean(dim=0)
-    covariance_matrix = centred.T @ centred / max(batch - 1, 1)
-    off_diagonal = covariance_matrix - th.diag(th.diagonal(covariance_matrix))
-    return variance, off_diagonal.pow(2).sum() / dim
-
-
 def warn_if_encoder_has_no_parameters(encoder: nn.Module) -> None:
     """
     Warn (once per call site, as ``warnings`` does) that a parameter-free encoder cannot learn from the JEPA loss.
@@ -361,29 +269,3 @@ def warn_if_encoder_has_no_parameters(encoder: nn.Module) -> None:
             UserWarning,
             stacklevel=3,
         )
-
-
-def check_optional_positive_int(name: str, value: Any) -> int | None:
-    """
-    :param name: the argument's name, for the error message
-    :param value: None or the number to check
-    :return: ``value``, if it is None or an int >= 1
-    """
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
-        raise ValueError(f"{name} must be None or a positive int, got {value!r}")
-    return None if value is None else int(value)
-
-
-def check_finite_nonnegative(name: str, value: float) -> float:
-    """
-    :param name: the argument's name, for the error message
-    :param value: the number to check
-    :return: ``value`` as a float, if it is finite and >= 0
-    """
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}") from None
-    if not math.isfinite(number) or number < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return number

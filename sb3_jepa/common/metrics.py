@@ -2,7 +2,7 @@
 Collapse metrics: pure functions on a batch of embeddings ``z`` of shape ``(batch, dim)``.
 
 They are cheap enough to run on every update (one eigendecomposition of a small Gram matrix) and are
-logged by :class:`sb3_jepa.common.mixin.JEPAOnPolicyMixin` under ``jepa/``.
+logged by :class:`sb3_jepa.common.on_policy_algorithm.JEPAOnPolicyMixin` under ``jepa/``.
 
 Collapse shows up in two ways that these metrics keep apart:
 

@@ -1,8 +1,8 @@
 """
-What A2CJEPA and PPOJEPA share: argument checks, the buffer and policy choice, the capture of terminal and
-final observations, the JEPA loss, the target update and the ``jepa/`` metrics.
-
-The algorithms' ``train()`` methods are copies of SB3's with a few marked lines that call into this mixin.
+The JEPA side of an on-policy algorithm, what A2CJEPA and PPOJEPA share: argument checks, the buffer and policy
+choice, the capture of terminal and final observations while collecting, and, called from the marked lines of
+their copied ``train()``, the wiring of the JEPA loss (:mod:`sb3_jepa.common.loss`): the ``jepa_coef`` schedule,
+the finite-loss check, the ``ema`` target update and the ``jepa/`` logs.
 """
 
 import math
@@ -20,28 +20,18 @@ from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from sb3_jepa.common.buffers import (
-    JEPADictRolloutBuffer,
-    JEPADictRolloutBufferSamples,
-    JEPARolloutBuffer,
-    JEPARolloutBufferSamples,
-    NextObservationMixin,
-    as_jepa_buffer,
-)
-from sb3_jepa.common.jepa import (
-    check_finite_nonnegative,
-    check_net_arch,
-    check_optional_positive_int,
+from sb3_jepa.common.buffers import JEPADictRolloutBuffer, JEPARolloutBuffer, NextObservationMixin, as_jepa_buffer
+from sb3_jepa.common.loss import (
+    CapturedEmbeddings,
+    JEPASamples,
+    PredictionLoss,
     check_target_mode,
-    concat_observations,
-    masked_prediction_loss,
-    num_rows,
+    jepa_prediction_loss,
     vicreg_terms,
 )
 from sb3_jepa.common.metrics import collapse_metrics, prediction_cosine
 from sb3_jepa.common.policies import JEPAPolicyMixin, as_jepa_policy
-
-JEPASamples = JEPARolloutBufferSamples | JEPADictRolloutBufferSamples
+from sb3_jepa.common.utils import check_finite_nonnegative, check_net_arch, check_positive_int, num_rows
 
 #: Keys of ``policy_kwargs`` that are set from the algorithm's own arguments
 _POLICY_KWARGS_FROM_ALGORITHM = ("jepa_target", "predictor_net_arch")
@@ -58,7 +48,7 @@ class _TrainStats:
     vicreg: list[tuple[float, float]] = field(default_factory=list)
     last_embeddings: th.Tensor | None = None
     #: the last minibatch's prediction, target and mask (detached), for ``jepa/pred_cosine``
-    last_prediction: tuple[th.Tensor, th.Tensor, th.Tensor] | None = None
+    last_prediction: PredictionLoss | None = None
 
 
 class JEPAOnPolicyMixin(OnPolicyAlgorithm):
@@ -126,10 +116,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         )
         self.jepa_vicreg_var_coef = check_finite_nonnegative("jepa_vicreg_var_coef", jepa_vicreg_var_coef)
         self.jepa_vicreg_cov_coef = check_finite_nonnegative("jepa_vicreg_cov_coef", jepa_vicreg_cov_coef)
-        steps = check_optional_positive_int("jepa_prediction_steps", jepa_prediction_steps)
-        if steps is None:
-            raise ValueError("jepa_prediction_steps must be a positive int, got None")
-        self.jepa_prediction_steps = steps
+        self.jepa_prediction_steps = check_positive_int("jepa_prediction_steps", jepa_prediction_steps)
         if rollout_buffer_class is not None:
             as_jepa_buffer(rollout_buffer_class)  # raises for a class that is no RolloutBuffer
         for key in _POLICY_KWARGS_FROM_ALGORITHM:
@@ -240,40 +227,32 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         """
         return self.jepa_target == "online" or (self.jepa_target == "stop_grad" and self._jepa_encoder_mixes_rows)
 
-    def _jepa_add_loss(self, loss: th.Tensor, rollout_data: JEPASamples, embeddings: th.Tensor | None) -> th.Tensor:
+    def _jepa_add_loss(self, loss: th.Tensor, rollout_data: JEPASamples, captured: CapturedEmbeddings | None) -> th.Tensor:
         """
         :param loss: SB3's loss for this (mini)batch
         :param rollout_data: the (mini)batch
-        :param embeddings: what the encoder pass of ``evaluate_actions`` captured: ``z = E(s_t)`` for the batch's
-            rows, followed by the embeddings of ``next_extra_observations`` when they were encoded with it
-        :return: ``loss + jepa_coef * jepa_loss`` (``loss`` itself when ``jepa_coef`` is 0)
+        :param captured: what the encoder pass of ``evaluate_actions`` captured (:meth:`JEPAPolicyMixin.jepa_capture_stop`)
+        :return: ``loss + jepa_coef * jepa_loss`` (plus the VICReg terms when they are on; ``loss`` itself when
+            ``jepa_coef`` is 0 and they are off)
         """
-        if embeddings is None:
+        if captured is None:
             raise RuntimeError(
                 f"{type(self.policy).__name__}.evaluate_actions() did not run the encoder "
                 f"({type(self.policy.jepa_encoder).__name__}): the JEPA loss needs z = E(s_t) from that pass"
             )
         stats = self._jepa_train_stats
-        n_rows = len(rollout_data.next_valid)
-        z = embeddings[:n_rows]
-        stats.last_embeddings = z.detach()
+        stats.last_embeddings = captured.batch.detach()
         uses_vicreg = self.jepa_vicreg_var_coef > 0 or self.jepa_vicreg_cov_coef > 0
         if stats.coef == 0.0 and not uses_vicreg:
             # Exactly SB3's loss: nothing is added to the graph, so jepa_coef=0 reproduces A2C/PPO bit for bit
             return loss
-        extra_loss = th.zeros((), device=z.device)
+        extra_loss = th.zeros((), device=captured.batch.device)
         if stats.coef > 0.0:
-            prediction, target, target_rows = self._jepa_prediction_and_target(rollout_data, embeddings)
-            jepa_loss = masked_prediction_loss(prediction, target, rollout_data.next_valid)
-            stats.last_prediction = (prediction.detach(), target.detach(), rollout_data.next_valid)
-            if self.jepa_prediction_steps > 1:
-                assert target_rows is not None
-                jepa_loss = (jepa_loss + self._jepa_later_steps_loss(rollout_data, target_rows, prediction)) / (
-                    self.jepa_prediction_steps
-                )
-            extra_loss = stats.coef * jepa_loss
+            jepa = jepa_prediction_loss(self.policy, rollout_data, captured, self.jepa_target, self.jepa_prediction_steps)
+            stats.last_prediction = PredictionLoss(*(t.detach() for t in jepa))
+            extra_loss = stats.coef * jepa.loss
         if uses_vicreg:
-            variance, covariance = vicreg_terms(z.flatten(1))
+            variance, covariance = vicreg_terms(captured.batch.flatten(1))
             extra_loss = extra_loss + self.jepa_vicreg_var_coef * variance + self.jepa_vicreg_cov_coef * covariance
             stats.vicreg.append((variance.item(), covariance.item()))
         value = extra_loss.item()
@@ -284,67 +263,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
                 "Lower jepa_coef or the learning rate, or normalise the observations."
             )
         if stats.coef > 0.0:
-            stats.losses.append(jepa_loss.detach())
+            stats.losses.append(jepa.loss.detach())
         return loss + extra_loss
-
-    def _jepa_prediction_and_target(
-        self, data: JEPASamples, embeddings: th.Tensor
-    ) -> tuple[th.Tensor, th.Tensor, th.Tensor | None]:
-        """
-        :param data: the (mini)batch
-        :param embeddings: ``E(s_t)`` for the batch's rows, then (``online`` target; ``stop_grad`` under BatchNorm)
-            ``E`` of ``data.next_extra_observations``
-        :return: ``W(z_t, a_t)``, the target ``z_{t+1}`` (with gradient only in ``online`` mode), and the targets
-            of every row of ``cat(data.observations, data.next_extra_observations)`` (None for the one-step ``ema``
-            loss, which encodes only the successors)
-        """
-        z = embeddings[: len(data.next_valid)]
-        prediction = self.policy.jepa_predictor(z, data.actions)
-        if self.jepa_target == "ema" and self.jepa_prediction_steps == 1:
-            # The successors only: fewer rows than batch + extras under SB3's shuffled minibatches
-            with th.no_grad():
-                return prediction, self.policy.jepa_encode(data.next_observations, target=True), None
-        target_rows = self._jepa_target_rows(data, embeddings)
-        return prediction, target_rows[data.next_index], target_rows
-
-    def _jepa_target_rows(self, data: JEPASamples, embeddings: th.Tensor) -> th.Tensor:
-        """
-        :param data: the (mini)batch
-        :param embeddings: as for :meth:`_jepa_prediction_and_target`
-        :return: the target embedding of every row of ``cat(data.observations, data.next_extra_observations)``
-            (no observation is encoded twice)
-        """
-        if self.jepa_target == "online":
-            return embeddings
-        with th.no_grad():
-            if self.jepa_target == "ema":
-                observations = concat_observations(data.observations, data.next_extra_observations)
-                return self.policy.jepa_encode(observations, target=True)
-            # stop_grad: the batch's rows are encoded already, the extras too where they rode along; else they need
-            # a forward pass, no graph
-            if self._jepa_extras_ride_along() or num_rows(data.next_extra_observations) == 0:
-                return embeddings.detach()
-            return th.cat([embeddings.detach(), self.policy.jepa_encode(data.next_extra_observations)])
-
-    def _jepa_later_steps_loss(self, data: JEPASamples, target_rows: th.Tensor, prediction: th.Tensor) -> th.Tensor:
-        """
-        SPR-style multi-step latent prediction: roll the predictor forward with the actions actually taken,
-        ``z_hat_{t+k+1} = W(z_hat_{t+k}, a_{t+k})``, and compare with ``E(s_{t+k+1})`` for k = 1..K-1 (each step's
-        loss averaged over the transitions whose episode has not ended before it).
-
-        :param data: the (mini)batch (with ``multistep_*`` fields)
-        :param target_rows: the targets of the rows of ``cat(data.observations, data.next_extra_observations)``
-            (see :meth:`_jepa_target_rows`)
-        :param prediction: the first step's prediction ``W(z_t, a_t)``
-        :return: the sum of the later steps' losses
-        """
-        assert data.multistep_index is not None and data.multistep_valid is not None and data.multistep_actions is not None
-        total = th.zeros((), device=prediction.device)
-        for step in range(1, self.jepa_prediction_steps):
-            prediction = self.policy.jepa_predictor(prediction, data.multistep_actions[step - 1])
-            target = target_rows[data.multistep_index[step]]
-            total = total + masked_prediction_loss(prediction, target, data.multistep_valid[step])
-        return total
 
     def _jepa_after_step(self) -> None:
         """After each optimizer step: move the ``ema`` target encoder."""
@@ -362,7 +282,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             self.logger.record("jepa/vicreg_variance", float(variance))
             self.logger.record("jepa/vicreg_covariance", float(covariance))
         if stats.last_prediction is not None:
-            self.logger.record("jepa/pred_cosine", prediction_cosine(*stats.last_prediction))
+            last = stats.last_prediction
+            self.logger.record("jepa/pred_cosine", prediction_cosine(last.prediction, last.target, last.mask))
         if stats.last_embeddings is not None and stats.last_embeddings.shape[0] >= 2:
             for name, value in collapse_metrics(stats.last_embeddings.flatten(1)).items():
                 self.logger.record(f"jepa/{name}", value)

@@ -27,14 +27,12 @@ from sb3_jepa.common.jepa import (
     JEPAFeaturesExtractor,
     JEPAPredictor,
     base_encoder_learns,
-    check_net_arch,
-    check_target_mode,
     cnn_encoder_class,
-    concat_observations,
     default_predictor_arch,
-    num_rows,
     warn_if_encoder_has_no_parameters,
 )
+from sb3_jepa.common.loss import CapturedEmbeddings, check_target_mode
+from sb3_jepa.common.utils import check_net_arch, concat_observations, num_rows
 
 # Added to torch's initial seed to seed the predictor's initialisation (see JEPAPolicyMixin._build)
 _PREDICTOR_SEED_OFFSET = 0x4A455041
@@ -49,7 +47,7 @@ class JEPAPolicyMixin(ActorCriticPolicy):
 
     :param args: the base policy's positional arguments
     :param jepa_target: where ``E(s_{t+1})`` comes from: ``online``, ``stop_grad`` or ``ema``
-        (see :data:`sb3_jepa.common.jepa.TARGET_MODES`). Only ``ema`` changes the policy (it adds
+        (see :data:`sb3_jepa.common.loss.TARGET_MODES`). Only ``ema`` changes the policy (it adds
         ``jepa_target_encoder``).
     :param predictor_net_arch: hidden layer widths of the predictor W (default: one layer of ``min(256, dim(z))``)
     :param kwargs: the base policy's keyword arguments
@@ -69,7 +67,7 @@ class JEPAPolicyMixin(ActorCriticPolicy):
             None if predictor_net_arch is None else check_net_arch("predictor_net_arch", predictor_net_arch)
         )
         self._jepa_hook: tuple[RemovableHandle, RemovableHandle] | None = None
-        self._jepa_captured: list[th.Tensor] | None = None
+        self._jepa_captured: list[CapturedEmbeddings] | None = None
         super().__init__(*args, **kwargs)
         warn_if_encoder_has_no_parameters(self.jepa_encoder)
 
@@ -117,11 +115,11 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         :param detach_encoder: hand a detached copy of ``z`` to the rest of the policy, so that the RL loss does
             not reach the encoder (the JEPA-only ablation); the captured ``z`` keeps its gradient
         :param extra_observations: observations to encode in the same encoder pass (one batch instead of two:
-            cheaper, and consistent under BatchNorm). Their embeddings are appended to the captured ones; the
-            rest of the policy only sees the rows of its own batch.
+            cheaper, and consistent under BatchNorm). Their embeddings are captured as ``extra``; the rest of the
+            policy only sees the rows of its own batch.
         """
         self.jepa_capture_stop()
-        captured: list[th.Tensor] = []
+        captured: list[CapturedEmbeddings] = []
         extra = None
         if extra_observations is not None:
             extra = preprocess_obs(extra_observations, self.observation_space, normalize_images=self.normalize_images)
@@ -137,8 +135,12 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         def hook(module: nn.Module, args: Any, output: th.Tensor) -> th.Tensor | None:
             # One shot: only the first encoder pass (the one of evaluate_actions) is captured
             self._remove_jepa_hook()
-            captured.append(output)
-            own_rows = output[: n_rows[0]] if n_rows else output
+            if n_rows:
+                own_rows = output[: n_rows[0]]
+                captured.append(CapturedEmbeddings(batch=own_rows, extra=output[n_rows[0] :]))
+            else:
+                own_rows = output
+                captured.append(CapturedEmbeddings(batch=own_rows))
             return own_rows.detach() if detach_encoder else own_rows
 
         self._jepa_captured = captured
@@ -147,10 +149,10 @@ class JEPAPolicyMixin(ActorCriticPolicy):
             self.jepa_encoder.register_forward_hook(hook),
         )
 
-    def jepa_capture_stop(self) -> th.Tensor | None:
+    def jepa_capture_stop(self) -> CapturedEmbeddings | None:
         """
-        :return: the embeddings captured since :meth:`jepa_capture_start` (the batch's rows, then the extra
-            observations' rows), or None if the encoder did not run
+        :return: the embeddings captured since :meth:`jepa_capture_start`: the batch's rows and, when
+            ``extra_observations`` were given, theirs; None if the encoder did not run
         """
         self._remove_jepa_hook()
         captured, self._jepa_captured = self._jepa_captured, None

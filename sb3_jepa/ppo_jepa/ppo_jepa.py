@@ -6,12 +6,12 @@ from gymnasium import spaces
 from stable_baselines3 import PPO
 from stable_baselines3.common.buffers import RolloutBuffer
 from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
-from stable_baselines3.common.type_aliases import GymEnv, Schedule
+from stable_baselines3.common.type_aliases import GymEnv, MaybeCallback, Schedule
 from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
-from sb3_jepa.common.jepa import check_optional_positive_int
-from sb3_jepa.common.mixin import JEPAOnPolicyMixin
+from sb3_jepa.common.on_policy_algorithm import JEPAOnPolicyMixin
+from sb3_jepa.common.utils import check_optional_positive_int
 from sb3_jepa.ppo_jepa.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfPPOJEPA = TypeVar("SelfPPOJEPA", bound="PPOJEPA")
@@ -23,6 +23,10 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
     one loss: PPO's loss plus ``jepa_coef * ||W(E(s_t), a_t) - E(s_{t+1})||^2`` (mean over the minibatch's
     transitions of the squared L2 norm). See "RL as internal regularization preventing JEPA representation
     collapse" (Yu & Chen) and SB3's PPO, of which this is a drop-in subclass: every PPO argument works the same.
+
+    SB3's ``train/*`` logs keep their meaning but one: ``train/loss`` (the last minibatch's total loss) includes the
+    JEPA term, ``jepa_coef * jepa/loss`` (and the VICReg terms when they are on), since it is the loss that was
+    minimised; ``jepa/loss`` is the JEPA term alone, averaged over the update's minibatches.
 
     :param policy: The policy model to use (MlpPolicy, CnnPolicy, MultiInputPolicy, or an ActorCriticPolicy
         subclass, whose features extractor becomes the encoder)
@@ -182,6 +186,25 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
             self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "segment_length": self.jepa_segment_length}
         super()._setup_model()
 
+    def learn(
+        self: SelfPPOJEPA,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "PPOJEPA",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfPPOJEPA:
+        # Overridden for the TensorBoard run name only (PPOJEPA_1, not PPO_1), as sb3-contrib's algorithms do
+        return super().learn(
+            total_timesteps=total_timesteps,
+            callback=callback,
+            log_interval=log_interval,
+            tb_log_name=tb_log_name,
+            reset_num_timesteps=reset_num_timesteps,
+            progress_bar=progress_bar,
+        )
+
     # Copied from stable_baselines3.ppo.PPO.train. Lines marked [JEPA] are added; nothing else differs
     # (tests/test_upstream_drift.py fails if the installed SB3's train() no longer matches).
     def train(self) -> None:
@@ -216,7 +239,7 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
 
                 self._jepa_capture_start(rollout_data)  # [JEPA]
                 values, log_prob, entropy = self.policy.evaluate_actions(rollout_data.observations, actions)
-                embeddings = self.policy.jepa_capture_stop()  # [JEPA]
+                captured = self.policy.jepa_capture_stop()  # [JEPA]
                 values = values.flatten()
                 # Normalize advantage
                 advantages = rollout_data.advantages
@@ -276,7 +299,7 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
                         print(f"Early stopping at step {epoch} due to reaching max kl: {approx_kl_div:.2f}")
                     break
 
-                loss = self._jepa_add_loss(loss, rollout_data, embeddings)  # [JEPA]
+                loss = self._jepa_add_loss(loss, rollout_data, captured)  # [JEPA]
                 # Optimization step
                 self.policy.optimizer.zero_grad()
                 loss.backward()

@@ -9,7 +9,7 @@ rl-zoo3 is imported when a sampler runs, never when this module loads.
 from collections.abc import Callable
 from typing import Any
 
-from sb3_jepa.common.jepa import TARGET_MODES
+from sb3_jepa.common.loss import TARGET_MODES
 
 #: lambda's log-uniform search range: from a loss that barely registers to one that dominates the RL loss
 JEPA_COEF_RANGE = (1e-4, 10.0)

@@ -1,0 +1,188 @@
+"""
+The JEPA loss, top to bottom: ``||W(E(s_t), a_t) - E(s_{t+1})||^2`` (the paper's Eq. 1), its target modes, its
+K-step form, and VICReg's anti-collapse terms as the explicit baseline.
+
+Everything here is a function of the policy's encoder and predictor (:meth:`JEPAPolicyMixin.jepa_encode`,
+``policy.jepa_predictor``), one (mini)batch of samples from a JEPA rollout buffer and the embeddings captured from
+the encoder pass that ``evaluate_actions`` already did (:class:`CapturedEmbeddings`). The algorithm
+(:mod:`sb3_jepa.common.on_policy_algorithm`) adds ``jepa_coef *`` :func:`jepa_prediction_loss` ``.loss`` to SB3's
+loss, checks it is finite, moves the ``ema`` target and logs.
+
+Where ``E(s_{t+1})`` is found: a sample's next observations are rows of ``cat(observations,
+next_extra_observations)`` (``next_index[i]`` is the row of ``s_{t+1}`` of row ``i``), so every observation is
+encoded once. The batch's rows come from the captured pass; the extras came with it when they rode along
+(``CapturedEmbeddings.extra``), else they are encoded here.
+"""
+
+from typing import TYPE_CHECKING, NamedTuple
+
+import torch as th
+import torch.nn.functional as F
+
+from sb3_jepa.common.buffers import JEPADictRolloutBufferSamples, JEPARolloutBufferSamples
+from sb3_jepa.common.utils import concat_observations, num_rows
+
+if TYPE_CHECKING:
+    from sb3_jepa.common.policies import JEPAPolicyMixin
+
+JEPASamples = JEPARolloutBufferSamples | JEPADictRolloutBufferSamples
+
+#: Where the target ``E(s_{t+1})`` comes from.
+#: ``online``: the encoder itself, gradient through both branches (the paper's Eq. 1);
+#: ``stop_grad``: the encoder itself, no gradient through the target (SimSiam, TD-MPC2);
+#: ``ema``: an exponential moving average of the encoder (BYOL, SPR).
+TARGET_MODES = ("online", "stop_grad", "ema")
+
+
+def check_target_mode(jepa_target: str) -> str:
+    """
+    :param jepa_target: the target mode to check
+    :return: ``jepa_target``, if it is one of :data:`TARGET_MODES`
+    """
+    if jepa_target not in TARGET_MODES:
+        raise ValueError(f"jepa_target must be one of {TARGET_MODES}, got {jepa_target!r}")
+    return jepa_target
+
+
+class CapturedEmbeddings(NamedTuple):
+    """What the encoder pass of ``evaluate_actions`` gave (:meth:`JEPAPolicyMixin.jepa_capture_stop`)."""
+
+    #: ``z_t = E(s_t)`` of the batch's rows, with gradient
+    batch: th.Tensor
+    #: ``E`` of the sample's ``next_extra_observations`` when they rode along that pass, else None
+    extra: th.Tensor | None = None
+
+
+class PredictionLoss(NamedTuple):
+    """The JEPA prediction loss of one (mini)batch, and what it compared at the first step (for the logs)."""
+
+    #: the loss: the masked mean over transitions of ``||W(z_t, a_t) - z_{t+1}||^2``, averaged over the K steps
+    loss: th.Tensor
+    #: ``W(z_t, a_t)``, shape ``(batch, dim)``
+    prediction: th.Tensor
+    #: ``z_{t+1}``, shape ``(batch, dim)`` (with gradient only for the ``online`` target)
+    target: th.Tensor
+    #: 1.0 where ``s_{t+1}`` is known (``next_valid``), shape ``(batch,)``
+    mask: th.Tensor
+
+
+def masked_prediction_loss(prediction: th.Tensor, target: th.Tensor, valid: th.Tensor) -> th.Tensor:
+    """
+    The JEPA loss of Eq. 1: mean over valid transitions of the squared L2 norm
+    ``||W(z_t, a_t) - z_{t+1}||^2`` (summed over embedding dimensions, not averaged).
+
+    :param prediction: ``W(z_t, a_t)``, shape ``(batch, dim)``
+    :param target: ``z_{t+1}``, shape ``(batch, dim)``
+    :param valid: 1 for transitions whose next observation is known, 0 otherwise, shape ``(batch,)``
+    :return: the scalar loss (0 if no transition is valid)
+    """
+    squared_error = (prediction - target).pow(2).sum(dim=1)
+    return (squared_error * valid).sum() / valid.sum().clamp(min=1.0)
+
+
+def jepa_prediction_loss(
+    policy: "JEPAPolicyMixin",
+    data: JEPASamples,
+    captured: CapturedEmbeddings,
+    target_mode: str,
+    prediction_steps: int,
+) -> PredictionLoss:
+    """
+    The JEPA loss of one (mini)batch: predict ``z_{t+1}`` from ``z_t = E(s_t)`` and the action taken, compare with
+    the target; with ``prediction_steps = K > 1``, roll the predictor on with the actions actually taken and average
+    the K steps' losses (SPR-style multi-step latent prediction).
+
+    :param policy: the JEPA policy (its encoder, target encoder and predictor)
+    :param data: the (mini)batch
+    :param captured: the embeddings of the encoder pass of ``evaluate_actions``
+    :param target_mode: one of :data:`TARGET_MODES`
+    :param prediction_steps: K >= 1
+    :return: the loss, with the first step's prediction, target and mask
+    """
+    prediction = policy.jepa_predictor(captured.batch, data.actions)  # W(z_t, a_t)
+    if target_mode == "ema" and prediction_steps == 1:
+        target = one_step_ema_target(policy, data)
+        return PredictionLoss(masked_prediction_loss(prediction, target, data.next_valid), prediction, target, data.next_valid)
+    targets = target_rows(policy, data, captured, target_mode)
+    target = targets[data.next_index]  # z_{t+1}
+    loss = masked_prediction_loss(prediction, target, data.next_valid)
+    if prediction_steps > 1:
+        loss = (loss + later_steps_loss(policy, data, targets, prediction, prediction_steps)) / prediction_steps
+    return PredictionLoss(loss, prediction, target, data.next_valid)
+
+
+def one_step_ema_target(policy: "JEPAPolicyMixin", data: JEPASamples) -> th.Tensor:
+    """
+    The ``ema`` target of the one-step loss: the target encoder on the successors only (under SB3's shuffled
+    minibatches they are fewer rows than the batch and its extras together, which :func:`target_rows` encodes).
+
+    :param policy: the JEPA policy
+    :param data: the (mini)batch
+    :return: ``E_ema(s_{t+1})`` of every row, no gradient
+    """
+    with th.no_grad():
+        return policy.jepa_encode(data.next_observations, target=True)
+
+
+def target_rows(policy: "JEPAPolicyMixin", data: JEPASamples, captured: CapturedEmbeddings, target_mode: str) -> th.Tensor:
+    """
+    The target embedding of every row of ``cat(data.observations, data.next_extra_observations)``, each observation
+    encoded once: ``online`` and ``stop_grad`` reuse the captured pass (``stop_grad`` detached), encoding the extras
+    if they did not ride along (``online`` with gradient, ``stop_grad`` without a graph: a forward pass costs about
+    a third of a forward and backward); ``ema`` encodes all of them with the target encoder.
+
+    :param policy: the JEPA policy
+    :param data: the (mini)batch
+    :param captured: the embeddings of the encoder pass of ``evaluate_actions``
+    :param target_mode: one of :data:`TARGET_MODES`
+    :return: the targets, shape ``(batch + n_extra, dim)``; rows ``data.next_index`` are the ``z_{t+1}``
+    """
+    if target_mode == "ema":
+        with th.no_grad():
+            return policy.jepa_encode(concat_observations(data.observations, data.next_extra_observations), target=True)
+    extra = captured.extra
+    if extra is None and num_rows(data.next_extra_observations) > 0:
+        with th.set_grad_enabled(target_mode == "online"):
+            extra = policy.jepa_encode(data.next_extra_observations)
+    rows = captured.batch if extra is None else th.cat([captured.batch, extra])
+    return rows if target_mode == "online" else rows.detach()
+
+
+def later_steps_loss(
+    policy: "JEPAPolicyMixin", data: JEPASamples, targets: th.Tensor, prediction: th.Tensor, prediction_steps: int
+) -> th.Tensor:
+    """
+    Steps 2..K of the multi-step loss: ``z_hat_{t+k+1} = W(z_hat_{t+k}, a_{t+k})`` compared with ``E(s_{t+k+1})``
+    for k = 1..K-1, each step's loss averaged over the transitions whose episode has not ended before it.
+
+    :param policy: the JEPA policy
+    :param data: the (mini)batch, with its ``multistep_*`` fields
+    :param targets: the target rows (see :func:`target_rows`)
+    :param prediction: the first step's prediction ``W(z_t, a_t)``
+    :param prediction_steps: K >= 2
+    :return: the sum of the later steps' losses
+    """
+    assert data.multistep_index is not None and data.multistep_valid is not None and data.multistep_actions is not None
+    total = th.zeros((), device=prediction.device)
+    for step in range(1, prediction_steps):
+        prediction = policy.jepa_predictor(prediction, data.multistep_actions[step - 1])
+        total = total + masked_prediction_loss(prediction, targets[data.multistep_index[step]], data.multistep_valid[step])
+    return total
+
+
+def vicreg_terms(z: th.Tensor, eps: float = 1e-4) -> tuple[th.Tensor, th.Tensor]:
+    """
+    VICReg's anti-collapse terms (Bardes et al. 2022) on a batch of embeddings: the variance hinge
+    ``mean_d relu(1 - sqrt(var_d(z) + eps))`` and the covariance penalty ``sum_{i != j} C_ij^2 / dim``.
+
+    :param z: embeddings, shape ``(batch, dim)`` with ``batch >= 2``
+    :param eps: added to the variance before the square root, as in VICReg
+    :return: the variance term and the covariance term (scalars, differentiable)
+    """
+    batch, dim = z.shape
+    std = th.sqrt(z.var(dim=0) + eps)
+    variance = F.relu(1.0 - std).mean()
+    centred = z - z.mean(dim=0)
+    covariance_matrix = centred.T @ centred / max(batch - 1, 1)
+    off_diagonal = covariance_matrix - th.diag(th.diagonal(covariance_matrix))
+    return variance, off_diagonal.pow(2).sum() / dim

@@ -1,0 +1,104 @@
+"""
+Helpers shared by the JEPA modules: argument validators (each error names the argument and what is allowed) and
+the observation-tree helpers (an observation batch is a tensor, or a dict of tensors for ``Dict`` spaces).
+"""
+
+import inspect
+import math
+from typing import Any
+
+import numpy as np
+import torch as th
+from torch import nn
+
+# -- argument validators ------------------------------------------------------------------------------------
+
+
+def check_positive_int(name: str, value: Any) -> int:
+    """
+    :param name: the argument's name, for the error message
+    :param value: the number to check
+    :return: ``value`` as an int, if it is an int >= 1 (``bool`` is refused: ``True`` is no count)
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_optional_positive_int(name: str, value: Any) -> int | None:
+    """
+    :param name: the argument's name, for the error message
+    :param value: None or the number to check
+    :return: ``value``, if it is None or an int >= 1
+    """
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+        raise ValueError(f"{name} must be None or a positive int, got {value!r}")
+    return None if value is None else int(value)
+
+
+def check_finite_nonnegative(name: str, value: float) -> float:
+    """
+    :param name: the argument's name, for the error message
+    :param value: the number to check
+    :return: ``value`` as a float, if it is finite and >= 0
+    """
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}") from None
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def check_net_arch(name: str, net_arch: Any) -> list[int]:
+    """
+    :param name: the argument's name, for the error message
+    :param net_arch: a sequence of layer widths
+    :return: the widths as a list of positive ints
+    """
+    if isinstance(net_arch, (str, bytes)) or not hasattr(net_arch, "__iter__"):
+        raise ValueError(f"{name} must be a list of positive ints (hidden layer widths), got {net_arch!r}")
+    widths = list(net_arch)
+    if not all(isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w > 0 for w in widths):
+        raise ValueError(f"{name} must be a list of positive ints (hidden layer widths), got {net_arch!r}")
+    return [int(w) for w in widths]
+
+
+# -- observation trees --------------------------------------------------------------------------------------
+
+
+def num_rows(observations: th.Tensor | dict[str, th.Tensor]) -> int:
+    """:return: the batch size of a tensor or of a dict of tensors (``Dict`` observations)"""
+    if isinstance(observations, dict):
+        return next(iter(observations.values())).shape[0]
+    return observations.shape[0]
+
+
+def concat_observations(first: Any, second: Any) -> Any:
+    """:return: the rows of ``first`` then those of ``second`` (tensors, or dicts of tensors for ``Dict`` observations)"""
+    if isinstance(first, dict):
+        return {key: th.cat([first[key], second[key]]) for key in first}
+    return th.cat([first, second])
+
+
+# -- modules and classes ------------------------------------------------------------------------------------
+
+
+def has_parameters(module: nn.Module) -> bool:
+    """:return: whether ``module`` has any trainable parameter"""
+    return any(p.requires_grad for p in module.parameters())
+
+
+def accepted_keywords(cls: type) -> set[str] | None:
+    """
+    :param cls: a class
+    :return: the keyword arguments its ``__init__`` accepts besides ``self`` and the observation space, or None
+        if it takes ``**kwargs`` (then any keyword may be right)
+    """
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]  # type: ignore[misc]
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    named = [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    # The first one is the observation space, which the policy passes positionally
+    return {p.name for p in named[1:]}

@@ -1,0 +1,107 @@
+"""Unit tests of the JEPA loss module (sb3_jepa.common.loss) on real samples of a real JEPA buffer."""
+
+import pytest
+import torch as th
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sb3_jepa import PPOJEPA
+from sb3_jepa.common.loss import (
+    TARGET_MODES,
+    CapturedEmbeddings,
+    check_target_mode,
+    jepa_prediction_loss,
+    masked_prediction_loss,
+    one_step_ema_target,
+    target_rows,
+)
+from tests.conftest import SMALL
+from tests.helpers import CountingEnv, DropTerminalObservation
+
+
+def model_and_batch(target: str, steps: int = 1) -> tuple[PPOJEPA, object]:
+    # env 1 reports no terminal observations: its episode ends are masked rows
+    venv = DropTerminalObservation(DummyVecEnv([CountingEnv, lambda: CountingEnv(1)]), envs=[1])
+    model = PPOJEPA("MlpPolicy", venv, seed=0, jepa_target=target, jepa_prediction_steps=steps, **SMALL[PPOJEPA])
+    with pytest.warns(UserWarning, match="terminal_observation"):
+        model.learn(SMALL[PPOJEPA]["n_steps"])
+    batch = next(model.rollout_buffer.get(16))
+    assert len(batch.next_extra_observations) > 0 and batch.next_valid.min() == 0  # extras, and a masked row
+    return model, batch
+
+
+def by_hand(policy, observations, actions, next_observations, valid, target_encoder: bool) -> th.Tensor:
+    """Eq. 1 written out: mean over valid rows of the summed squared error."""
+    prediction = policy.jepa_predictor(policy.jepa_encode(observations), actions)
+    target = policy.jepa_encode(next_observations, target=target_encoder)
+    return ((prediction - target) ** 2).sum(dim=1).mul(valid).sum() / valid.sum()
+
+
+@pytest.mark.parametrize("target", TARGET_MODES)
+@pytest.mark.parametrize("ride_along", [True, False])
+def test_one_step_loss_is_eq_1(target, ride_along):
+    model, batch = model_and_batch(target)
+    policy = model.policy
+    z = policy.jepa_encode(batch.observations)
+    captured = CapturedEmbeddings(z, policy.jepa_encode(batch.next_extra_observations) if ride_along else None)
+    result = jepa_prediction_loss(policy, batch, captured, target, prediction_steps=1)
+    expected = by_hand(policy, batch.observations, batch.actions, batch.next_observations, batch.next_valid, target == "ema")
+    th.testing.assert_close(result.loss, expected)
+    assert result.mask is batch.next_valid
+    th.testing.assert_close(result.prediction, policy.jepa_predictor(z, batch.actions))
+    # The target's gradient: only the online one has it
+    assert result.target.requires_grad == (target == "online")
+    assert result.prediction.requires_grad
+
+
+@pytest.mark.parametrize("target", TARGET_MODES)
+def test_target_rows_encode_each_observation_once(target):
+    model, batch = model_and_batch(target)
+    policy = model.policy
+    captured = CapturedEmbeddings(policy.jepa_encode(batch.observations))  # the extras did not ride along
+    rows = target_rows(policy, batch, captured, target)
+    n_rows, n_extra = len(batch.next_valid), len(batch.next_extra_observations)
+    assert rows.shape[0] == n_rows + n_extra
+    everything = th.cat([batch.observations, batch.next_extra_observations])
+    th.testing.assert_close(rows, policy.jepa_encode(everything, target=target == "ema"))
+    # online: the extras encoded here carry gradient; stop_grad and ema: no graph at all
+    assert rows.requires_grad == (target == "online")
+
+
+def test_one_step_ema_target_is_the_target_encoder_on_the_successors():
+    model, batch = model_and_batch("ema")
+    target = one_step_ema_target(model.policy, batch)
+    assert not target.requires_grad and target.shape[0] == len(batch.next_valid)
+    th.testing.assert_close(target, model.policy.jepa_encode(batch.next_observations, target=True))
+
+
+@pytest.mark.parametrize("target", ["online", "stop_grad", "ema"])
+def test_multistep_loss_is_the_mean_of_the_rolled_steps(target):
+    model, batch = model_and_batch(target, steps=3)
+    policy = model.policy
+    captured = CapturedEmbeddings(policy.jepa_encode(batch.observations))
+    result = jepa_prediction_loss(policy, batch, captured, target, prediction_steps=3)
+    # By hand: roll W with the actions taken, compare with E of the observations the chains point at
+    everything = th.cat([batch.observations, batch.next_extra_observations])
+    prediction = policy.jepa_predictor(policy.jepa_encode(batch.observations), batch.actions)
+    losses = []
+    for step in range(3):
+        if step > 0:
+            prediction = policy.jepa_predictor(prediction, batch.multistep_actions[step - 1])
+        goal = policy.jepa_encode(everything[batch.multistep_index[step]], target=target == "ema")
+        losses.append(masked_prediction_loss(prediction, goal, batch.multistep_valid[step]))
+    th.testing.assert_close(result.loss, sum(losses) / 3)
+    # The logged prediction and target are the first step's
+    th.testing.assert_close(result.target, policy.jepa_encode(batch.next_observations, target=target == "ema"))
+    # later steps see fewer valid transitions (chains stop at episode ends)
+    assert batch.multistep_valid[2].sum() < batch.multistep_valid[0].sum()
+
+
+def test_masked_rows_do_not_count():
+    prediction, target = th.zeros(3, 2), th.tensor([[1.0, 1.0], [2.0, 0.0], [100.0, 0.0]])
+    th.testing.assert_close(masked_prediction_loss(prediction, target, th.tensor([1.0, 1.0, 0.0])), th.tensor(3.0))
+
+
+def test_check_target_mode():
+    assert check_target_mode("ema") == "ema"
+    with pytest.raises(ValueError, match=r"jepa_target must be one of \('online', 'stop_grad', 'ema'\), got 'EMA'"):
+        check_target_mode("EMA")

@@ -1,0 +1,121 @@
+"""Unit tests of the successor arithmetic (sb3_jepa.common.successors) on hand-made arrays."""
+
+import numpy as np
+
+from sb3_jepa.common import successors as S
+
+UNKNOWN = S.UNKNOWN
+
+
+def example() -> dict:
+    """The module docstring's example: 2 envs x 3 steps; env 0 ends at step 1, env 1 at step 2 (the last)."""
+    episode_starts = np.array([[1, 1], [0, 0], [1, 0]], dtype=np.float32)  # (n_steps, n_envs)
+    return dict(episode_starts=episode_starts, final_dones=np.array([False, True]), terminal_rows=np.array([1, 5]))
+
+
+def test_flat_rows_and_back():
+    steps, envs = np.array([0, 2, 1, 2]), np.array([0, 0, 1, 1])
+    rows = S.flat_rows(steps, envs, n_steps=3)
+    np.testing.assert_array_equal(rows, [0, 2, 4, 5])
+    back_steps, back_envs = S.steps_and_envs(rows, n_steps=3)
+    np.testing.assert_array_equal(back_steps, steps)
+    np.testing.assert_array_equal(back_envs, envs)
+
+
+def test_episode_ended():
+    ex = example()
+    rows = np.arange(6)
+    np.testing.assert_array_equal(S.episode_ended(rows, ex["episode_starts"], ex["final_dones"]), [0, 1, 0, 0, 0, 1])
+    # Without the final observations the last step's end is not known
+    np.testing.assert_array_equal(S.episode_ended(rows, ex["episode_starts"], None), [0, 1, 0, 0, 0, 0])
+
+
+def test_successor_addresses_of_the_example():
+    ex = example()
+    np.testing.assert_array_equal(S.successor_addresses(np.arange(6), **ex), [1, 6, 8, 4, 5, 7])
+    # Any order, any subset
+    np.testing.assert_array_equal(S.successor_addresses(np.array([5, 2, 0]), **ex), [7, 8, 1])
+
+
+def test_successor_addresses_without_final_observations():
+    ex = {**example(), "final_dones": None}
+    np.testing.assert_array_equal(S.successor_addresses(np.arange(6), **ex), [1, 6, UNKNOWN, 4, 5, UNKNOWN])
+
+
+def test_missing_terminal_observation_is_unknown():
+    # env 0's episode ended at step 1 but the VecEnv gave no terminal observation for it
+    ex = {**example(), "terminal_rows": np.array([5])}
+    np.testing.assert_array_equal(S.successor_addresses(np.arange(6), **ex), [1, UNKNOWN, 7, 4, 5, 6])
+    ex = {**example(), "terminal_rows": np.zeros(0, dtype=np.int64)}
+    np.testing.assert_array_equal(S.successor_addresses(np.arange(6), **ex), [1, UNKNOWN, 6, 4, 5, UNKNOWN])
+
+
+def test_truncation_and_termination_are_alike():
+    # SB3's dones (hence episode_starts) hold both; a truncated episode's terminal observation is its successor
+    # one env, 4 steps, ended after steps 0 and 2 (either way), then an episode that goes on
+    episode_starts = np.array([[1], [1], [0], [1]], dtype=np.float32)
+    addresses = S.successor_addresses(np.arange(4), episode_starts, np.array([False]), np.array([0, 2]))
+    # terminal observations: addresses 4 (row 0), 5 (row 2); the final observation: 6
+    np.testing.assert_array_equal(addresses, [4, 2, 5, 6])
+
+
+def test_several_envs_final_addresses_follow_the_terminal_ones():
+    # 3 envs x 2 steps, no episode end: the last steps' successors are the final observations, env by env
+    episode_starts = np.zeros((2, 3), dtype=np.float32)
+    addresses = S.successor_addresses(np.arange(6), episode_starts, np.zeros(3, dtype=bool), np.zeros(0, dtype=np.int64))
+    np.testing.assert_array_equal(addresses, [1, 6, 3, 7, 5, 8])
+
+
+def test_successor_chains():
+    ex = example()
+    chains = S.successor_chains(np.array([0, 1, 3]), 2, **ex)
+    np.testing.assert_array_equal(chains, [[1, 6, 4], [6, UNKNOWN, 5]])
+    # K = 3: a chain stops after a terminal or a final observation
+    chains = S.successor_chains(np.array([0, 3]), 3, **ex)
+    np.testing.assert_array_equal(chains, [[1, 4], [6, 5], [UNKNOWN, 7]])
+    # K = 1 is successor_addresses
+    np.testing.assert_array_equal(S.successor_chains(np.arange(6), 1, **ex), [S.successor_addresses(np.arange(6), **ex)])
+
+
+def test_locate_in_minibatch_one_step():
+    index, extra = S.locate_in_minibatch(np.array([[4, 1, 6]]), np.array([3, 0, 1]), n_rows=6)
+    np.testing.assert_array_equal(index, [[3, 2, 4]])
+    np.testing.assert_array_equal(extra, [4, 6])
+
+
+def test_locate_in_minibatch_unknown_is_the_rows_own_index():
+    index, extra = S.locate_in_minibatch(np.array([[UNKNOWN, 1, UNKNOWN]]), np.array([3, 0, 1]), n_rows=6)
+    np.testing.assert_array_equal(index, [[0, 2, 2]])
+    assert len(extra) == 0
+
+
+def test_locate_in_minibatch_sends_each_extra_once_over_chains():
+    # minibatch rows 0 and 3, K = 2: no wanted address is a minibatch row, and address 4 is wanted twice
+    chains = np.array([[1, 4], [6, 4]])
+    index, extra = S.locate_in_minibatch(chains, np.array([0, 3]), n_rows=6)
+    np.testing.assert_array_equal(extra, [1, 4, 6])
+    np.testing.assert_array_equal(index, [[2, 3], [4, 3]])
+
+
+def test_gather_addressed():
+    rows = np.arange(6)[:, None] * 10.0
+    terminal = np.array([[100.0], [105.0]])
+    final = np.array([[200.0], [201.0]])
+    out = S.gather_addressed(np.array([4, 6, 8, 7, 9]), rows, terminal, final)
+    np.testing.assert_array_equal(out[:, 0], [40, 100, 200, 105, 201])
+    # no terminal observations: addresses from n_rows on are final ones
+    np.testing.assert_array_equal(S.gather_addressed(np.array([6, 1]), rows, None, final)[:, 0], [200, 10])
+
+
+def test_action_rows():
+    np.testing.assert_array_equal(S.action_rows(np.array([[1, 6, 4], [6, UNKNOWN, 5]]), n_rows=6), [[1, 0, 4]])
+    assert S.action_rows(np.array([[1, 2]]), n_rows=6).shape == (0, 2)
+
+
+def test_segments():
+    np.testing.assert_array_equal(S.segment_starts(5, 2, 2), [0, 2, 4, 5, 7, 9])
+    np.testing.assert_array_equal(S.segment_rows(np.array([4, 0]), 5, 2), [4, 0, 1])
+    # every row once, whatever the order of the segments
+    starts = S.segment_starts(5, 3, 3)
+    rows = S.segment_rows(np.random.default_rng(0).permutation(starts), 5, 3)
+    np.testing.assert_array_equal(np.sort(rows), np.arange(15))

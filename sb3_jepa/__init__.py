@@ -2,6 +2,7 @@ import os
 
 from sb3_jepa.a2c_jepa import A2CJEPA
 from sb3_jepa.common.buffers import JEPADictRolloutBuffer, JEPARolloutBuffer
+from sb3_jepa.common.callbacks import CollapseMetricsCallback
 from sb3_jepa.common.jepa import JEPAFeaturesExtractor, JEPAPredictor
 from sb3_jepa.common.torch_layers import SmallImageCNN
 from sb3_jepa.envs import register_envs
@@ -17,6 +18,7 @@ with open(version_file) as file_handler:
 __all__ = [
     "A2CJEPA",
     "PPOJEPA",
+    "CollapseMetricsCallback",
     "JEPADictRolloutBuffer",
     "JEPAFeaturesExtractor",
     "JEPAPredictor",

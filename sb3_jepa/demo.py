@@ -13,41 +13,23 @@ import argparse
 from typing import Any
 
 import gymnasium as gym
-from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env
 from stable_baselines3.common.vec_env import VecFrameStack
 
 from sb3_jepa import A2CJEPA
+from sb3_jepa.common.callbacks import CollapseMetricsCallback
 
 METRICS = ("jepa/loss", "jepa/embedding_std", "jepa/effective_rank", "jepa/pred_cosine", "rollout/ep_rew_mean")
 
 
-class CollapseTable(BaseCallback):
-    """
-    Keeps the ``jepa/`` metrics every ``every`` updates, to print them as a table at the end.
+class CollapseTable(CollapseMetricsCallback):
+    """The collapse metrics of every ``every``-th update, with the mean training return of the last episodes."""
 
-    :param every: how many updates between two rows
-    """
-
-    def __init__(self, every: int):
-        super().__init__()
-        self.every = every
-        self.rows: list[dict[str, Any]] = []
-        self._updates = 0
-
-    def _on_step(self) -> bool:
-        return True
-
-    def _on_rollout_start(self) -> None:
-        # Called after the previous train(): the logger still holds its jepa/ values
-        values = self.logger.name_to_value
-        if "jepa/coef" in values and self._updates % self.every == 0:
-            row: dict[str, Any] = {"timesteps": self.num_timesteps}
-            row.update({key: values.get(key) for key in METRICS})
-            if self.model.ep_info_buffer:
-                row["rollout/ep_rew_mean"] = sum(ep["r"] for ep in self.model.ep_info_buffer) / len(self.model.ep_info_buffer)
-            self.rows.append(row)
-        self._updates += 1
+    def _row(self, values: dict[str, Any]) -> dict[str, Any]:
+        row = super()._row(values)
+        if self.model.ep_info_buffer:
+            row["rollout/ep_rew_mean"] = sum(ep["r"] for ep in self.model.ep_info_buffer) / len(self.model.ep_info_buffer)
+        return row
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -90,15 +90,15 @@ def check_specs(specs: Iterable[RunSpec]) -> None:
 
 
 def _recorder_class() -> type:
-    from stable_baselines3.common.callbacks import BaseCallback
+    from sb3_jepa.common.callbacks import CollapseMetricsCallback
 
-    class Recorder(BaseCallback):
-        """Records returns and the ``jepa/`` metrics after every update, and reports progress."""
+    class Recorder(CollapseMetricsCallback):
+        """The collapse metrics of every update with the mean return of the last training episodes; every training
+        episode; progress reports."""
 
         def __init__(self, report: Callable[[int], None]):
             super().__init__()
             self.report = report
-            self.rows: list[dict[str, float]] = []
             self.episodes: list[tuple[int, float, int]] = []
             self._reported = 0
 
@@ -112,18 +112,14 @@ def _recorder_class() -> type:
                 self._reported = self.num_timesteps
             return True
 
-        def _on_rollout_start(self) -> None:
-            # The previous update's jepa/ values are still in the logger (it is dumped before the next update)
-            values = self.logger.name_to_value
-            if "jepa/coef" not in values:
-                return
+        def _row(self, values: dict[str, Any]) -> dict[str, Any]:
             recent = [ret for _, ret, _ in self.episodes[-RETURN_WINDOW:]]
-            row = {"timesteps": float(self.num_timesteps), "ep_rew_mean": float(np.mean(recent)) if recent else np.nan}
-            row.update({key: float(value) for key, value in values.items() if key.startswith("jepa/")})
-            self.rows.append(row)
+            row = {**super()._row(values), "timesteps": float(self.num_timesteps)}
+            row["ep_rew_mean"] = float(np.mean(recent)) if recent else np.nan
+            return row
 
         def _on_training_end(self) -> None:
-            self._on_rollout_start()
+            super()._on_training_end()
             self.report(self.num_timesteps - self._reported)
 
     return Recorder

@@ -188,6 +188,17 @@ class PerturbationResult:
     #: change of the logit of ``(s_D, a_D)`` divided by ``eps`` (``k``, or ``k w^T u`` in Proposition 2)
     logit_gain_per_eps: float = 0.0
 
+    @classmethod
+    def not_applicable(cls, reason: str, *, d: int, rank_head: int, choice: str) -> "PerturbationResult":
+        """
+        :param reason: why the proof's condition fails
+        :param d: the embedding dimension
+        :param rank_head: ``rank(W)``
+        :param choice: how ``(s_D, a_D)`` was to be chosen
+        :return: a result saying the check does not apply, and why
+        """
+        return cls(applicable=False, reason=reason, d=d, rank_head=rank_head, choice=choice)
+
 
 def _perturb(
     mdp: TabularMDP,
@@ -326,9 +337,8 @@ def check_proposition_1(
         "Proposition 1 starts from a fully collapsed encoder: every embedding must be equal",
     )
     if directions.shape[1] == 0:
-        return PerturbationResult(
-            applicable=False,
-            reason=f"ker W has dimension {d - rank_head} (needs >= 2 to meet z_d's orthogonal hyperplane): no u exists",
+        return PerturbationResult.not_applicable(
+            f"ker W has dimension {d - rank_head} (needs >= 2 to meet z_d's orthogonal hyperplane): no u exists",
             d=d,
             rank_head=rank_head,
             choice=choose,
@@ -340,9 +350,8 @@ def check_proposition_1(
     score = visitation[:, None] * policy * advantage
     state, action = (int(i) for i in np.unravel_index(np.argmax(score), score.shape))
     if advantage[state, action] <= 0:
-        return PerturbationResult(
-            applicable=False,
-            reason=f"no action has a positive {choose} advantage (assumption 1 fails)",
+        return PerturbationResult.not_applicable(
+            f"no action has a positive {choose} advantage (assumption 1 fails)",
             d=d,
             rank_head=rank_head,
             choice=choose,
@@ -420,9 +429,8 @@ def check_proposition_2(
     projections = complement @ complement.T @ candidates if candidates.size and complement.size else np.zeros((d, 0))
     usable = np.linalg.norm(projections, axis=0) > 1e-8 if projections.size else np.zeros(0, dtype=bool)
     if candidates.shape[1] == 0 or complement.shape[1] == 0 or not usable.any():
-        return PerturbationResult(
-            applicable=False,
-            reason=f"no u in ker W, orthogonal to z_d and outside span(P) (dim U = {candidates.shape[1]}, "
+        return PerturbationResult.not_applicable(
+            f"no u in ker W, orthogonal to z_d and outside span(P) (dim U = {candidates.shape[1]}, "
             f"dim span(P) = {span_dim}, d = {d})",
             d=d,
             rank_head=rank_head,
@@ -437,9 +445,8 @@ def check_proposition_2(
     advantage = (combined_advantage if choose == "combined" else rl_advantage)[0]
     action = int(np.argmax(policy[0] * advantage))
     if advantage[action] <= 0:
-        return PerturbationResult(
-            applicable=False,
-            reason=f"no action has a positive {choose} advantage in the collapsed state",
+        return PerturbationResult.not_applicable(
+            f"no action has a positive {choose} advantage in the collapsed state",
             d=d,
             rank_head=rank_head,
             choice=choose,

@@ -24,10 +24,11 @@ def test_flat_rows_and_back():
 
 def test_episode_ended():
     ex = example()
-    rows = np.arange(6)
-    np.testing.assert_array_equal(S.episode_ended(rows, ex["episode_starts"], ex["final_dones"]), [0, 1, 0, 0, 0, 1])
+    steps, envs = S.steps_and_envs(np.arange(6), n_steps=3)
+    ended = S.episode_ended(steps, envs, ex["episode_starts"], ex["final_dones"])
+    np.testing.assert_array_equal(ended, [0, 1, 0, 0, 0, 1])
     # Without the final observations the last step's end is not known
-    np.testing.assert_array_equal(S.episode_ended(rows, ex["episode_starts"], None), [0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(S.episode_ended(steps, envs, ex["episode_starts"], None), [0, 1, 0, 0, 0, 0])
 
 
 def test_successor_addresses_of_the_example():

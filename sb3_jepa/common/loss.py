@@ -14,6 +14,7 @@ encoded once. The batch's rows come from the captured pass; the extras came with
 (``CapturedEmbeddings.extra``), else they are encoded here.
 """
 
+import contextlib
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch as th
@@ -140,12 +141,14 @@ def target_rows(policy: "JEPAPolicyMixin", data: JEPASamples, captured: Captured
     if target_mode == "ema":
         with th.no_grad():
             return policy.jepa_encode(concat_observations(data.observations, data.next_extra_observations), target=True)
-    extra = captured.extra
-    if extra is None and num_rows(data.next_extra_observations) > 0:
-        with th.set_grad_enabled(target_mode == "online"):
+    online = target_mode == "online"
+    # stop_grad: no graph, neither for encoding the extras nor for the concatenation
+    with contextlib.nullcontext() if online else th.no_grad():
+        extra = captured.extra
+        if extra is None and num_rows(data.next_extra_observations) > 0:
             extra = policy.jepa_encode(data.next_extra_observations)
-    rows = captured.batch if extra is None else th.cat([captured.batch, extra])
-    return rows if target_mode == "online" else rows.detach()
+        rows = captured.batch if extra is None else th.cat([captured.batch, extra])
+    return rows if online else rows.detach()
 
 
 def later_steps_loss(

@@ -59,23 +59,26 @@ def steps_and_envs(rows: np.ndarray, n_steps: int) -> tuple[np.ndarray, np.ndarr
     return rows % n_steps, rows // n_steps
 
 
-def episode_ended(rows: np.ndarray, episode_starts: np.ndarray, final_dones: np.ndarray | None) -> np.ndarray:
+def episode_ended(
+    steps: np.ndarray, envs: np.ndarray, episode_starts: np.ndarray, final_dones: np.ndarray | None
+) -> np.ndarray:
     """
-    Whether the step of each row ended its episode (terminated or truncated). SB3 stores ``dones[t]`` as
+    Whether step ``t`` of env ``e`` ended its episode (terminated or truncated). SB3 stores ``dones[t]`` as
     ``episode_starts[t + 1]``, and the last step's as the algorithm's ``_last_episode_starts`` (``final_dones``).
 
     Example (the module's): ``episode_starts[:, 0] = [1, 0, 1]`` (env 0 was reset before step 0 and after step 1),
-    ``final_dones = [False, True]``: rows ``[0, 1, 2, 5]`` give ``[F, T, F, T]``.
+    ``final_dones = [False, True]``: steps ``[0, 1, 2, 2]`` of envs ``[0, 0, 0, 1]`` (rows 0, 1, 2, 5) give
+    ``[F, T, F, T]``.
 
-    :param rows: flat rows
+    :param steps: the steps ``t`` (see :func:`steps_and_envs`)
+    :param envs: their envs ``e``
     :param episode_starts: SB3's ``episode_starts``, shape ``(n_steps, n_envs)`` (never flattened by SB3)
     :param final_dones: whether the last step ended each env's episode, shape ``(n_envs,)``; None when the final
         observations are not known (a buffer filled by hand): the last step then counts as not ended, and its
         successor is :data:`UNKNOWN` (see :func:`successor_addresses`)
-    :return: a bool per row
+    :return: a bool per step
     """
     n_steps = episode_starts.shape[0]
-    steps, envs = steps_and_envs(rows, n_steps)
     last = steps == n_steps - 1
     ended = episode_starts[np.minimum(steps + 1, n_steps - 1), envs].astype(bool)
     if final_dones is None:
@@ -119,7 +122,7 @@ def successor_addresses(
     else:
         has_terminal = np.zeros(len(rows), dtype=bool)
     # An episode end without a terminal observation (an unusual VecEnv) stays unknown
-    ended = episode_ended(rows, episode_starts, final_dones)
+    ended = episode_ended(steps, envs, episode_starts, final_dones)
     return np.where(ended, np.where(has_terminal, n_rows + position, UNKNOWN), going_on)
 
 

@@ -141,7 +141,7 @@ def test_target_modes_gradient_paths(target):
     assert len(batch.next_extra_observations) > 0
     z = model.policy.jepa_encode(th.cat([batch.observations, batch.next_extra_observations]))
     n_rows = len(batch.next_valid)
-    captured = CapturedEmbeddings(batch=z[:n_rows], extra=z[n_rows:])
+    captured = CapturedEmbeddings(z, n_batch=n_rows)
     _, prediction, next_z, _ = jepa_prediction_loss(model.policy, batch, captured, target, prediction_steps=1)
     assert prediction.requires_grad
     assert next_z.requires_grad == (target == "online")

@@ -42,7 +42,8 @@ def test_one_step_loss_is_eq_1(target, ride_along):
     model, batch = model_and_batch(target)
     policy = model.policy
     z = policy.jepa_encode(batch.observations)
-    captured = CapturedEmbeddings(z, policy.jepa_encode(batch.next_extra_observations) if ride_along else None)
+    rows = th.cat([z, policy.jepa_encode(batch.next_extra_observations)]) if ride_along else z
+    captured = CapturedEmbeddings(rows, n_batch=len(z))
     result = jepa_prediction_loss(policy, batch, captured, target, prediction_steps=1)
     expected = by_hand(policy, batch.observations, batch.actions, batch.next_observations, batch.next_valid, target == "ema")
     th.testing.assert_close(result.loss, expected)
@@ -57,7 +58,7 @@ def test_one_step_loss_is_eq_1(target, ride_along):
 def test_target_rows_encode_each_observation_once(target):
     model, batch = model_and_batch(target)
     policy = model.policy
-    captured = CapturedEmbeddings(policy.jepa_encode(batch.observations))  # the extras did not ride along
+    captured = CapturedEmbeddings(policy.jepa_encode(batch.observations), n_batch=len(batch.next_valid))  # no extras
     rows = target_rows(policy, batch, captured, target)
     n_rows, n_extra = len(batch.next_valid), len(batch.next_extra_observations)
     assert rows.shape[0] == n_rows + n_extra
@@ -78,7 +79,7 @@ def test_one_step_ema_target_is_the_target_encoder_on_the_successors():
 def test_multistep_loss_is_the_mean_of_the_rolled_steps(target):
     model, batch = model_and_batch(target, steps=3)
     policy = model.policy
-    captured = CapturedEmbeddings(policy.jepa_encode(batch.observations))
+    captured = CapturedEmbeddings(policy.jepa_encode(batch.observations), n_batch=len(batch.next_valid))
     result = jepa_prediction_loss(policy, batch, captured, target, prediction_steps=3)
     # By hand: roll W with the actions taken, compare with E of the observations the chains point at
     everything = th.cat([batch.observations, batch.next_extra_observations])

@@ -15,6 +15,7 @@ encoded once. The batch's rows come from the captured pass; the extras came with
 """
 
 import contextlib
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch as th
@@ -45,13 +46,27 @@ def check_target_mode(jepa_target: str) -> str:
     return jepa_target
 
 
-class CapturedEmbeddings(NamedTuple):
-    """What the encoder pass of ``evaluate_actions`` gave (:meth:`JEPAPolicyMixin.jepa_capture_stop`)."""
+@dataclass(frozen=True)
+class CapturedEmbeddings:
+    """
+    What the encoder pass of ``evaluate_actions`` gave (:meth:`JEPAPolicyMixin.jepa_capture_stop`): the embeddings
+    of the batch's rows and, when the sample's ``next_extra_observations`` rode along that pass, theirs.
+    """
 
-    #: ``z_t = E(s_t)`` of the batch's rows, with gradient
-    batch: th.Tensor
-    #: ``E`` of the sample's ``next_extra_observations`` when they rode along that pass, else None
-    extra: th.Tensor | None = None
+    #: the pass's output: ``batch`` then ``extra`` (one tensor, so the targets of all rows need no concatenation)
+    rows: th.Tensor
+    #: how many of its rows are the batch's
+    n_batch: int
+
+    @property
+    def batch(self) -> th.Tensor:
+        """``z_t = E(s_t)`` of the batch's rows, with gradient"""
+        return self.rows[: self.n_batch]
+
+    @property
+    def extra(self) -> th.Tensor | None:
+        """``E`` of the sample's ``next_extra_observations`` when they rode along the pass, else None"""
+        return self.rows[self.n_batch :] if len(self.rows) > self.n_batch else None
 
 
 class PredictionLoss(NamedTuple):
@@ -144,10 +159,9 @@ def target_rows(policy: "JEPAPolicyMixin", data: JEPASamples, captured: Captured
     online = target_mode == "online"
     # stop_grad: no graph, neither for encoding the extras nor for the concatenation
     with contextlib.nullcontext() if online else th.no_grad():
-        extra = captured.extra
-        if extra is None and num_rows(data.next_extra_observations) > 0:
-            extra = policy.jepa_encode(data.next_extra_observations)
-        rows = captured.batch if extra is None else th.cat([captured.batch, extra])
+        rows = captured.rows
+        if captured.extra is None and num_rows(data.next_extra_observations) > 0:
+            rows = th.cat([rows, policy.jepa_encode(data.next_extra_observations)])
     return rows if online else rows.detach()
 
 

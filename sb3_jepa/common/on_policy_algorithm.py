@@ -241,18 +241,19 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
                 f"({type(self.policy.jepa_encoder).__name__}): the JEPA loss needs z = E(s_t) from that pass"
             )
         stats = self._jepa_train_stats
-        stats.last_embeddings = captured.batch.detach()
+        z = captured.batch
+        stats.last_embeddings = z.detach()
         uses_vicreg = self.jepa_vicreg_var_coef > 0 or self.jepa_vicreg_cov_coef > 0
         if stats.coef == 0.0 and not uses_vicreg:
             # Exactly SB3's loss: nothing is added to the graph, so jepa_coef=0 reproduces A2C/PPO bit for bit
             return loss
-        extra_loss = th.zeros((), device=captured.batch.device)
+        extra_loss = th.zeros((), device=z.device)
         if stats.coef > 0.0:
             jepa = jepa_prediction_loss(self.policy, rollout_data, captured, self.jepa_target, self.jepa_prediction_steps)
             stats.last_prediction = PredictionLoss(*(t.detach() for t in jepa))
             extra_loss = stats.coef * jepa.loss
         if uses_vicreg:
-            variance, covariance = vicreg_terms(captured.batch.flatten(1))
+            variance, covariance = vicreg_terms(z.flatten(1))
             extra_loss = extra_loss + self.jepa_vicreg_var_coef * variance + self.jepa_vicreg_cov_coef * covariance
             stats.vicreg.append((variance.item(), covariance.item()))
         value = extra_loss.item()

@@ -135,12 +135,8 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         def hook(module: nn.Module, args: Any, output: th.Tensor) -> th.Tensor | None:
             # One shot: only the first encoder pass (the one of evaluate_actions) is captured
             self._remove_jepa_hook()
-            if n_rows:
-                own_rows = output[: n_rows[0]]
-                captured.append(CapturedEmbeddings(batch=own_rows, extra=output[n_rows[0] :]))
-            else:
-                own_rows = output
-                captured.append(CapturedEmbeddings(batch=own_rows))
+            captured.append(CapturedEmbeddings(rows=output, n_batch=n_rows[0] if n_rows else len(output)))
+            own_rows = output[: n_rows[0]] if n_rows else output
             return own_rows.detach() if detach_encoder else own_rows
 
         self._jepa_captured = captured

@@ -114,9 +114,21 @@ def test_action_rows():
 
 
 def test_segments():
-    np.testing.assert_array_equal(S.segment_starts(5, 2, 2), [0, 2, 4, 5, 7, 9])
-    np.testing.assert_array_equal(S.segment_rows(np.array([4, 0]), 5, 2), [4, 0, 1])
-    # every row once, whatever the order of the segments
-    starts = S.segment_starts(5, 3, 3)
-    rows = S.segment_rows(np.random.default_rng(0).permutation(starts), 5, 3)
-    np.testing.assert_array_equal(np.sort(rows), np.arange(15))
+    starts, ends = S.segment_bounds(5, 2, 2)
+    np.testing.assert_array_equal(starts, [0, 2, 4, 5, 7, 9])
+    np.testing.assert_array_equal(ends, [2, 4, 5, 7, 9, 10])
+    starts, ends = S.segment_bounds(5, 2, 2, offset=1)
+    np.testing.assert_array_equal(starts, [0, 1, 3, 5, 6, 8])
+    np.testing.assert_array_equal(ends, [1, 3, 5, 6, 8, 10])
+    np.testing.assert_array_equal(S.segment_rows(np.array([4, 0]), np.array([5, 2])), [4, 0, 1])
+    # every row once, whatever the offset and the order of the segments
+    for offset in range(3):
+        starts, ends = S.segment_bounds(5, 3, 3, offset)
+        order = np.random.default_rng(offset).permutation(len(starts))
+        np.testing.assert_array_equal(np.sort(S.segment_rows(starts[order], ends[order])), np.arange(15))
+
+
+def test_in_minibatch_only():
+    np.testing.assert_array_equal(S.in_minibatch_only(np.array([[4, 1, 6]]), np.array([3, 0, 1])), [[UNKNOWN, 1, UNKNOWN]])
+    chains = np.array([[1, 4], [2, UNKNOWN]])
+    np.testing.assert_array_equal(S.in_minibatch_only(chains, np.array([0, 1, 2])), [[1, UNKNOWN], [2, UNKNOWN]])

@@ -74,6 +74,13 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
     :param jepa_prediction_steps: K, the number of steps the predictor is rolled forward with the actions taken
         (SPR-style multi-step latent prediction); the JEPA loss is then the mean over the K steps. 1: the paper's
         one-step loss.
+    :param jepa_loss: the prediction error: ``"mse"`` (the paper's squared L2, summed over the embedding's
+        dimensions) or ``"cosine"`` (``2 - 2 cos``, prediction and target L2-normalised as in SPR/BYOL: shrinking z
+        cannot lower it, so it rules out collapse in scale, not in direction)
+    :param jepa_embedding_norm: a parameter-free normalisation ending the encoder, so that the heads, the predictor's
+        input and the target all see it: None, ``"layernorm"`` (LayerNorm without affine parameters: every embedding
+        has norm ``sqrt(dim)``) or ``"simnorm"`` (TD-MPC2's softmax over groups of 8 dimensions). Needs a
+        ``JEPAFeaturesExtractor`` (the policies' default)
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -115,6 +122,8 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
         jepa_vicreg_var_coef: float = 0.0,
         jepa_vicreg_cov_coef: float = 0.0,
         jepa_prediction_steps: int = 1,
+        jepa_loss: str = "mse",
+        jepa_embedding_norm: str | None = None,
         _init_setup_model: bool = True,
     ):
         self._init_jepa(
@@ -126,6 +135,8 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
             jepa_vicreg_var_coef=jepa_vicreg_var_coef,
             jepa_vicreg_cov_coef=jepa_vicreg_cov_coef,
             jepa_prediction_steps=jepa_prediction_steps,
+            jepa_loss=jepa_loss,
+            jepa_embedding_norm=jepa_embedding_norm,
             rollout_buffer_class=rollout_buffer_class,
             policy_kwargs=policy_kwargs,
         )

@@ -132,9 +132,20 @@ class NextObservationMixin:
     # Provided by SB3's BaseBuffer (annotated only, so that the mixin does not shadow it)
     to_torch: Callable[..., th.Tensor]
 
-    def __init__(self, *args: Any, segment_length: int | None = None, prediction_steps: int = 1, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        segment_length: int | None = None,
+        prediction_steps: int = 1,
+        successors_in_minibatch: bool = False,
+        **kwargs: Any,
+    ):
         self.segment_length = check_optional_positive_int("segment_length", segment_length)
         self.prediction_steps = check_positive_int("prediction_steps", prediction_steps)
+        if not isinstance(successors_in_minibatch, (bool, np.bool_)):
+            raise ValueError(f"successors_in_minibatch must be True or False, got {successors_in_minibatch!r}")
+        self.successors_in_minibatch = bool(successors_in_minibatch)
+        self._segment_epoch = 0
         super().__init__(*args, **kwargs)
 
     def reset(self) -> None:
@@ -178,8 +189,14 @@ class NextObservationMixin:
             return
         if not self.generator_ready:
             self._flatten_for_sampling()
-        starts = successors.segment_starts(self.buffer_size, self.n_envs, self.segment_length)
-        indices = successors.segment_rows(starts[np.random.permutation(len(starts))], self.buffer_size, self.segment_length)
+        offset = 0
+        if self.successors_in_minibatch:
+            # Alternate where the segments are cut, epoch after epoch, so that every transition is in-segment in some
+            offset = self._segment_epoch % self.segment_length
+            self._segment_epoch += 1
+        starts, ends = successors.segment_bounds(self.buffer_size, self.n_envs, self.segment_length, offset)
+        order = np.random.permutation(len(starts))
+        indices = successors.segment_rows(starts[order], ends[order])
         for start in range(0, len(indices), batch_size):
             yield self._get_samples(indices[start : start + batch_size])  # type: ignore[attr-defined]
 
@@ -273,6 +290,8 @@ class NextObservationMixin:
         chains = successors.successor_chains(
             batch_inds, self.prediction_steps, self.episode_starts, self.final_dones, self._terminal_rows_sorted
         )
+        if self.successors_in_minibatch:
+            chains = successors.in_minibatch_only(chains, batch_inds)
         index, extra_addresses = successors.locate_in_minibatch(chains, batch_inds, n_rows)
         valid = chains >= 0
         extra = self._map_obs(
@@ -312,6 +331,9 @@ class JEPARolloutBuffer(NextObservationMixin, RolloutBuffer):
         (``None``: SB3's independently shuffled rows); see :meth:`NextObservationMixin.get`
     :param prediction_steps: K, how many successors ``s_{t+1}..s_{t+K}`` each sample carries (multi-step latent
         prediction); 1 gives only ``s_{t+1}``
+    :param successors_in_minibatch: mark a transition's successor as unknown (masked) unless it is a row of the same
+        minibatch, so that no extra observation is ever encoded; with ``segment_length``, where the segments are cut
+        then alternates from one ``get()`` (epoch) to the next, so that every transition is in-segment in some epoch
     """
 
 
@@ -331,6 +353,9 @@ class JEPADictRolloutBuffer(NextObservationMixin, DictRolloutBuffer):
         (``None``: SB3's independently shuffled rows); see :meth:`NextObservationMixin.get`
     :param prediction_steps: K, how many successors ``s_{t+1}..s_{t+K}`` each sample carries (multi-step latent
         prediction); 1 gives only ``s_{t+1}``
+    :param successors_in_minibatch: mark a transition's successor as unknown (masked) unless it is a row of the same
+        minibatch, so that no extra observation is ever encoded; with ``segment_length``, where the segments are cut
+        then alternates from one ``get()`` (epoch) to the next, so that every transition is in-segment in some epoch
     """
 
 

@@ -66,6 +66,61 @@ def encoder_class_for_space(observation_space: spaces.Space) -> type[BaseFeature
     return FlattenExtractor
 
 
+#: Parameter-free normalisations that can end the encoder (``jepa_embedding_norm``), so that the heads, the
+#: predictor's input and the target all see the normalised ``z``.
+#: ``layernorm``: each embedding centred and scaled to unit variance over its dimensions (LayerNorm without affine
+#: parameters): every row has norm ``sqrt(dim)``, so collapse in *scale* is ruled out by construction; the rows can
+#: still all point the same way (collapse in *direction*).
+#: ``simnorm``: TD-MPC2's simplicial normalisation, a softmax over each group of :data:`SIMNORM_GROUP` dimensions:
+#: every group is a point of the simplex, bounded and never zero; a constant encoder is still possible.
+EMBEDDING_NORMS = ("layernorm", "simnorm")
+
+#: TD-MPC2's group size for SimNorm
+SIMNORM_GROUP = 8
+
+
+def check_embedding_norm(embedding_norm: str | None) -> str | None:
+    """
+    :param embedding_norm: the normalisation to check
+    :return: ``embedding_norm``, if it is None or one of :data:`EMBEDDING_NORMS`
+    """
+    if embedding_norm is not None and embedding_norm not in EMBEDDING_NORMS:
+        raise ValueError(f"jepa_embedding_norm must be None or one of {EMBEDDING_NORMS}, got {embedding_norm!r}")
+    return embedding_norm
+
+
+class SimNorm(nn.Module):
+    """
+    TD-MPC2's simplicial normalisation: the embedding split into groups of ``group`` dimensions, a softmax over each.
+
+    :param dim: the embedding size, a multiple of ``group``
+    :param group: dimensions per group
+    """
+
+    def __init__(self, dim: int, group: int = SIMNORM_GROUP):
+        super().__init__()
+        if dim % group != 0:
+            raise ValueError(f"simnorm needs an embedding size that is a multiple of {group}, got {dim}")
+        self.group = group
+
+    def forward(self, z: th.Tensor) -> th.Tensor:
+        groups = z.reshape(*z.shape[:-1], -1, self.group)
+        return F.softmax(groups, dim=-1).reshape(z.shape)
+
+
+def embedding_norm_layer(embedding_norm: str, dim: int) -> nn.Module:
+    """
+    :param embedding_norm: one of :data:`EMBEDDING_NORMS`
+    :param dim: the embedding size
+    :return: the parameter-free layer
+    """
+    if embedding_norm == "layernorm":
+        return nn.LayerNorm(dim, elementwise_affine=False)
+    if embedding_norm == "simnorm":
+        return SimNorm(dim)
+    raise ValueError(f"jepa_embedding_norm must be None or one of {EMBEDDING_NORMS}, got {embedding_norm!r}")
+
+
 class JEPAFeaturesExtractor(BaseFeaturesExtractor):
     """
     The JEPA encoder E: any SB3 features extractor, optionally followed by an MLP.
@@ -88,6 +143,8 @@ class JEPAFeaturesExtractor(BaseFeaturesExtractor):
     :param net_arch: widths of the MLP layers applied after the base extractor, each followed by
         ``activation_fn``. ``None`` means ``[64, 64]`` when the base extractor has no parameters, ``[]`` otherwise.
     :param activation_fn: activation after each MLP layer
+    :param embedding_norm: a parameter-free normalisation ending the encoder, one of :data:`EMBEDDING_NORMS`
+        (None: none; the algorithms' ``jepa_embedding_norm`` sets it)
     :param base_kwargs: further keyword arguments for ``encoder_class``
     """
 
@@ -98,6 +155,7 @@ class JEPAFeaturesExtractor(BaseFeaturesExtractor):
         encoder_kwargs: dict[str, Any] | None = None,
         net_arch: list[int] | None = None,
         activation_fn: type[nn.Module] = nn.Tanh,
+        embedding_norm: str | None = None,
         **base_kwargs: Any,
     ):
         if encoder_class is None:
@@ -109,7 +167,12 @@ class JEPAFeaturesExtractor(BaseFeaturesExtractor):
         net_arch = check_net_arch("net_arch", net_arch)
         super().__init__(observation_space, net_arch[-1] if net_arch else base.features_dim)
         self.encoder = base
-        self.head = nn.Sequential(*create_mlp(base.features_dim, -1, net_arch, activation_fn))
+        layers = create_mlp(base.features_dim, -1, net_arch, activation_fn)
+        self.embedding_norm = check_embedding_norm(embedding_norm)
+        if self.embedding_norm is not None:
+            # Parameter-free: no state-dict entry, so the option changes no saved tensor
+            layers.append(embedding_norm_layer(self.embedding_norm, self.features_dim))
+        self.head = nn.Sequential(*layers)
         self.net_arch = net_arch
 
     def forward(self, observations: th.Tensor) -> th.Tensor:
@@ -117,7 +180,7 @@ class JEPAFeaturesExtractor(BaseFeaturesExtractor):
 
 
 #: The keywords :class:`JEPAFeaturesExtractor` keeps; every other one goes to its base extractor
-JEPA_EXTRACTOR_KEYWORDS = ("encoder_class", "encoder_kwargs", "net_arch", "activation_fn")
+JEPA_EXTRACTOR_KEYWORDS = ("encoder_class", "encoder_kwargs", "net_arch", "activation_fn", "embedding_norm")
 
 
 def base_encoder_learns(observation_space: spaces.Space, extractor_kwargs: dict[str, Any]) -> bool:

@@ -1,6 +1,6 @@
 """
-The JEPA loss, top to bottom: ``||W(E(s_t), a_t) - E(s_{t+1})||^2`` (the paper's Eq. 1), its target modes, its
-K-step form, and VICReg's anti-collapse terms as the explicit baseline.
+The JEPA loss, top to bottom: ``||W(E(s_t), a_t) - E(s_{t+1})||^2`` (the paper's Eq. 1) or its cosine form, its
+target modes, its K-step form, and VICReg's anti-collapse terms as the explicit baseline.
 
 Everything here is a function of the policy's encoder and predictor (:meth:`JEPAPolicyMixin.jepa_encode`,
 ``policy.jepa_predictor``), one (mini)batch of samples from a JEPA rollout buffer and the embeddings captured from
@@ -34,6 +34,23 @@ JEPASamples = JEPARolloutBufferSamples | JEPADictRolloutBufferSamples
 #: ``stop_grad``: the encoder itself, no gradient through the target (SimSiam, TD-MPC2);
 #: ``ema``: an exponential moving average of the encoder (BYOL, SPR).
 TARGET_MODES = ("online", "stop_grad", "ema")
+
+
+#: The prediction error of one transition.
+#: ``mse``: the paper's squared L2 ``||p - t||^2``, summed over the embedding's dimensions (Eq. 1);
+#: ``cosine``: ``2 - 2 cos(p, t)``, the squared distance of the L2-normalised vectors (SPR, BYOL), which shrinking
+#: z cannot lower: it rules out collapse in *scale* by construction, not collapse in *direction*.
+JEPA_LOSSES = ("mse", "cosine")
+
+
+def check_jepa_loss(jepa_loss: str) -> str:
+    """
+    :param jepa_loss: the prediction error to check
+    :return: ``jepa_loss``, if it is one of :data:`JEPA_LOSSES`
+    """
+    if jepa_loss not in JEPA_LOSSES:
+        raise ValueError(f"jepa_loss must be one of {JEPA_LOSSES}, got {jepa_loss!r}")
+    return jepa_loss
 
 
 def check_target_mode(jepa_target: str) -> str:
@@ -82,18 +99,31 @@ class PredictionLoss(NamedTuple):
     mask: th.Tensor
 
 
-def masked_prediction_loss(prediction: th.Tensor, target: th.Tensor, valid: th.Tensor) -> th.Tensor:
+def prediction_error(prediction: th.Tensor, target: th.Tensor, kind: str = "mse") -> th.Tensor:
+    """
+    :param prediction: ``W(z_t, a_t)``, shape ``(batch, dim)``
+    :param target: ``z_{t+1}``, shape ``(batch, dim)``
+    :param kind: one of :data:`JEPA_LOSSES`
+    :return: each transition's error, shape ``(batch,)``: ``||p - t||^2`` (``mse``) or ``2 - 2 cos(p, t)``
+        (``cosine``; ``F.normalize``'s eps keeps a zero vector finite)
+    """
+    if kind == "cosine":
+        return (F.normalize(prediction, dim=1) - F.normalize(target, dim=1)).pow(2).sum(dim=1)
+    return (prediction - target).pow(2).sum(dim=1)
+
+
+def masked_prediction_loss(prediction: th.Tensor, target: th.Tensor, valid: th.Tensor, kind: str = "mse") -> th.Tensor:
     """
     The JEPA loss of Eq. 1: mean over valid transitions of the squared L2 norm
-    ``||W(z_t, a_t) - z_{t+1}||^2`` (summed over embedding dimensions, not averaged).
+    ``||W(z_t, a_t) - z_{t+1}||^2`` (summed over embedding dimensions, not averaged), or of the cosine form.
 
     :param prediction: ``W(z_t, a_t)``, shape ``(batch, dim)``
     :param target: ``z_{t+1}``, shape ``(batch, dim)``
     :param valid: 1 for transitions whose next observation is known, 0 otherwise, shape ``(batch,)``
+    :param kind: one of :data:`JEPA_LOSSES` (see :func:`prediction_error`)
     :return: the scalar loss (0 if no transition is valid)
     """
-    squared_error = (prediction - target).pow(2).sum(dim=1)
-    return (squared_error * valid).sum() / valid.sum().clamp(min=1.0)
+    return (prediction_error(prediction, target, kind) * valid).sum() / valid.sum().clamp(min=1.0)
 
 
 def jepa_prediction_loss(
@@ -102,6 +132,7 @@ def jepa_prediction_loss(
     captured: CapturedEmbeddings,
     target_mode: str,
     prediction_steps: int,
+    loss: str = "mse",
 ) -> PredictionLoss:
     """
     The JEPA loss of one (mini)batch: predict ``z_{t+1}`` from ``z_t = E(s_t)`` and the action taken, compare with
@@ -113,18 +144,20 @@ def jepa_prediction_loss(
     :param captured: the embeddings of the encoder pass of ``evaluate_actions``
     :param target_mode: one of :data:`TARGET_MODES`
     :param prediction_steps: K >= 1
+    :param loss: the prediction error, one of :data:`JEPA_LOSSES`
     :return: the loss, with the first step's prediction, target and mask
     """
     prediction = policy.jepa_predictor(captured.batch, data.actions)  # W(z_t, a_t)
     if target_mode == "ema" and prediction_steps == 1:
         target = one_step_ema_target(policy, data)
-        return PredictionLoss(masked_prediction_loss(prediction, target, data.next_valid), prediction, target, data.next_valid)
+        value = masked_prediction_loss(prediction, target, data.next_valid, loss)
+        return PredictionLoss(value, prediction, target, data.next_valid)
     targets = target_rows(policy, data, captured, target_mode)
     target = targets[data.next_index]  # z_{t+1}
-    loss = masked_prediction_loss(prediction, target, data.next_valid)
+    value = masked_prediction_loss(prediction, target, data.next_valid, loss)
     if prediction_steps > 1:
-        loss = (loss + later_steps_loss(policy, data, targets, prediction, prediction_steps)) / prediction_steps
-    return PredictionLoss(loss, prediction, target, data.next_valid)
+        value = (value + later_steps_loss(policy, data, targets, prediction, prediction_steps, loss)) / prediction_steps
+    return PredictionLoss(value, prediction, target, data.next_valid)
 
 
 def one_step_ema_target(policy: "JEPAPolicyMixin", data: JEPASamples) -> th.Tensor:
@@ -166,7 +199,12 @@ def target_rows(policy: "JEPAPolicyMixin", data: JEPASamples, captured: Captured
 
 
 def later_steps_loss(
-    policy: "JEPAPolicyMixin", data: JEPASamples, targets: th.Tensor, prediction: th.Tensor, prediction_steps: int
+    policy: "JEPAPolicyMixin",
+    data: JEPASamples,
+    targets: th.Tensor,
+    prediction: th.Tensor,
+    prediction_steps: int,
+    loss: str = "mse",
 ) -> th.Tensor:
     """
     Steps 2..K of the multi-step loss: ``z_hat_{t+k+1} = W(z_hat_{t+k}, a_{t+k})`` compared with ``E(s_{t+k+1})``
@@ -177,13 +215,15 @@ def later_steps_loss(
     :param targets: the target rows (see :func:`target_rows`)
     :param prediction: the first step's prediction ``W(z_t, a_t)``
     :param prediction_steps: K >= 2
+    :param loss: the prediction error, one of :data:`JEPA_LOSSES`
     :return: the sum of the later steps' losses
     """
     assert data.multistep_index is not None and data.multistep_valid is not None and data.multistep_actions is not None
     total = th.zeros((), device=prediction.device)
     for step in range(1, prediction_steps):
         prediction = policy.jepa_predictor(prediction, data.multistep_actions[step - 1])
-        total = total + masked_prediction_loss(prediction, targets[data.multistep_index[step]], data.multistep_valid[step])
+        valid = data.multistep_valid[step]
+        total = total + masked_prediction_loss(prediction, targets[data.multistep_index[step]], valid, loss)
     return total
 
 

@@ -21,10 +21,12 @@ from stable_baselines3.common.vec_env import VecEnv
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from sb3_jepa.common.buffers import JEPADictRolloutBuffer, JEPARolloutBuffer, NextObservationMixin, as_jepa_buffer
+from sb3_jepa.common.jepa import check_embedding_norm
 from sb3_jepa.common.loss import (
     CapturedEmbeddings,
     JEPASamples,
     PredictionLoss,
+    check_jepa_loss,
     check_target_mode,
     jepa_prediction_loss,
     vicreg_terms,
@@ -34,7 +36,7 @@ from sb3_jepa.common.policies import JEPAPolicyMixin, as_jepa_policy
 from sb3_jepa.common.utils import check_finite_nonnegative, check_net_arch, check_positive_int, num_rows
 
 #: Keys of ``policy_kwargs`` that are set from the algorithm's own arguments
-_POLICY_KWARGS_FROM_ALGORITHM = ("jepa_target", "predictor_net_arch")
+_POLICY_KWARGS_FROM_ALGORITHM = ("jepa_target", "predictor_net_arch", "jepa_embedding_norm")
 
 
 @dataclass
@@ -69,6 +71,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
     jepa_vicreg_var_coef: float
     jepa_vicreg_cov_coef: float
     jepa_prediction_steps: int
+    jepa_loss: str
+    jepa_embedding_norm: str | None
 
     def _init_jepa(
         self,
@@ -81,6 +85,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         jepa_vicreg_var_coef: float,
         jepa_vicreg_cov_coef: float,
         jepa_prediction_steps: int,
+        jepa_loss: str,
+        jepa_embedding_norm: str | None,
         rollout_buffer_class: type[RolloutBuffer] | None,
         policy_kwargs: dict[str, Any] | None,
     ) -> None:
@@ -95,6 +101,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         :param jepa_vicreg_var_coef: see the algorithm's docstring
         :param jepa_vicreg_cov_coef: see the algorithm's docstring
         :param jepa_prediction_steps: see the algorithm's docstring
+        :param jepa_loss: see the algorithm's docstring
+        :param jepa_embedding_norm: see the algorithm's docstring
         :param rollout_buffer_class: the algorithm's ``rollout_buffer_class`` argument
         :param policy_kwargs: the algorithm's ``policy_kwargs`` argument
         """
@@ -117,6 +125,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self.jepa_vicreg_var_coef = check_finite_nonnegative("jepa_vicreg_var_coef", jepa_vicreg_var_coef)
         self.jepa_vicreg_cov_coef = check_finite_nonnegative("jepa_vicreg_cov_coef", jepa_vicreg_cov_coef)
         self.jepa_prediction_steps = check_positive_int("jepa_prediction_steps", jepa_prediction_steps)
+        self.jepa_loss = check_jepa_loss(jepa_loss)
+        self.jepa_embedding_norm = check_embedding_norm(jepa_embedding_norm)
         if rollout_buffer_class is not None:
             as_jepa_buffer(rollout_buffer_class)  # raises for a class that is no RolloutBuffer
         for key in _POLICY_KWARGS_FROM_ALGORITHM:
@@ -150,6 +160,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             **user_policy_kwargs,
             "jepa_target": self.jepa_target,
             "predictor_net_arch": self.predictor_net_arch,
+            "jepa_embedding_norm": self.jepa_embedding_norm,
         }
         try:
             super()._setup_model()
@@ -249,7 +260,9 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             return loss
         extra_loss = th.zeros((), device=z.device)
         if stats.coef > 0.0:
-            jepa = jepa_prediction_loss(self.policy, rollout_data, captured, self.jepa_target, self.jepa_prediction_steps)
+            jepa = jepa_prediction_loss(
+                self.policy, rollout_data, captured, self.jepa_target, self.jepa_prediction_steps, self.jepa_loss
+            )
             stats.last_prediction = PredictionLoss(*(t.detach() for t in jepa))
             extra_loss = stats.coef * jepa.loss
         if uses_vicreg:

@@ -27,6 +27,7 @@ from sb3_jepa.common.jepa import (
     JEPAFeaturesExtractor,
     JEPAPredictor,
     base_encoder_learns,
+    check_embedding_norm,
     cnn_encoder_class,
     default_predictor_arch,
     warn_if_encoder_has_no_parameters,
@@ -50,6 +51,9 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         (see :data:`sb3_jepa.common.loss.TARGET_MODES`). Only ``ema`` changes the policy (it adds
         ``jepa_target_encoder``).
     :param predictor_net_arch: hidden layer widths of the predictor W (default: one layer of ``min(256, dim(z))``)
+    :param jepa_embedding_norm: a parameter-free normalisation ending the encoder (see
+        :data:`sb3_jepa.common.jepa.EMBEDDING_NORMS`), given to every :class:`JEPAFeaturesExtractor` the policy builds
+        (the critic's own encoder too, where it has one); None: none
     :param kwargs: the base policy's keyword arguments
     """
 
@@ -60,9 +64,11 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         *args: Any,
         jepa_target: str = "online",
         predictor_net_arch: Sequence[int] | None = None,
+        jepa_embedding_norm: str | None = None,
         **kwargs: Any,
     ):
         self.jepa_target = check_target_mode(jepa_target)
+        self.jepa_embedding_norm = check_embedding_norm(jepa_embedding_norm)
         self.predictor_net_arch = (
             None if predictor_net_arch is None else check_net_arch("predictor_net_arch", predictor_net_arch)
         )
@@ -75,6 +81,25 @@ class JEPAPolicyMixin(ActorCriticPolicy):
     def jepa_encoder(self) -> BaseFeaturesExtractor:
         """The encoder E: the actor's features extractor (shared with the critic unless ``share_features_extractor=False``)."""
         return self.pi_features_extractor
+
+    def make_features_extractor(self) -> BaseFeaturesExtractor:
+        if self.jepa_embedding_norm is None:
+            return super().make_features_extractor()
+        if not issubclass(self.features_extractor_class, JEPAFeaturesExtractor):
+            raise ValueError(
+                f"jepa_embedding_norm={self.jepa_embedding_norm!r} is added to JEPAFeaturesExtractor; the features "
+                f"extractor {self.features_extractor_class.__name__} is not one: end it with the normalisation "
+                "yourself (sb3_jepa.common.jepa.embedding_norm_layer), or wrap it: features_extractor_class="
+                "JEPAFeaturesExtractor, features_extractor_kwargs=dict(encoder_class=...)"
+            )
+        given = self.features_extractor_kwargs.get("embedding_norm")
+        if given is not None and given != self.jepa_embedding_norm:
+            raise ValueError(
+                f"features_extractor_kwargs has embedding_norm={given!r} and jepa_embedding_norm is "
+                f"{self.jepa_embedding_norm!r}: give it once"
+            )
+        kwargs = {**self.features_extractor_kwargs, "embedding_norm": self.jepa_embedding_norm}
+        return self.features_extractor_class(self.observation_space, **kwargs)
 
     def _build(self, lr_schedule: Schedule) -> None:
         # The predictor exists before the optimizer is built, so that it trains with the rest of the policy.
@@ -98,7 +123,11 @@ class JEPAPolicyMixin(ActorCriticPolicy):
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
         data = super()._get_constructor_parameters()
-        data.update(jepa_target=self.jepa_target, predictor_net_arch=self.predictor_net_arch)
+        data.update(
+            jepa_target=self.jepa_target,
+            predictor_net_arch=self.predictor_net_arch,
+            jepa_embedding_norm=self.jepa_embedding_norm,
+        )
         return data
 
     def train(self, mode: bool = True) -> "JEPAPolicyMixin":
@@ -227,6 +256,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
     :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer
     :param jepa_target: see :class:`JEPAPolicyMixin`
     :param predictor_net_arch: see :class:`JEPAPolicyMixin`
+    :param jepa_embedding_norm: see :class:`JEPAPolicyMixin`
     """
 
     @staticmethod
@@ -259,6 +289,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
         optimizer_kwargs: dict[str, Any] | None = None,
         jepa_target: str = "online",
         predictor_net_arch: Sequence[int] | None = None,
+        jepa_embedding_norm: str | None = None,
     ):
         if issubclass(features_extractor_class, JEPAFeaturesExtractor):
             features_extractor_kwargs = self._encoder_kwargs(observation_space, features_extractor_kwargs, normalize_images)
@@ -286,6 +317,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
             optimizer_kwargs,
             jepa_target=jepa_target,
             predictor_net_arch=predictor_net_arch,
+            jepa_embedding_norm=jepa_embedding_norm,
         )
 
     def _encoder_kwargs(

@@ -238,31 +238,50 @@ def action_rows(chains: np.ndarray, n_rows: int) -> np.ndarray:
     return np.where((intermediate >= 0) & (intermediate < n_rows), intermediate, 0)
 
 
-def segment_starts(n_steps: int, n_envs: int, length: int) -> np.ndarray:
+def in_minibatch_only(addresses: np.ndarray, minibatch_rows: np.ndarray) -> np.ndarray:
     """
-    The first rows of the segments of ``length`` consecutive steps of one env that tile the buffer (the last
-    segment of each env is shorter when ``length`` does not divide ``n_steps``).
+    The addresses that are rows of the minibatch, :data:`UNKNOWN` elsewhere: with them the JEPA term uses only
+    transitions whose successor the minibatch's encoder pass encodes anyway (no extra observation at all).
 
-    Example: ``n_steps = 5, n_envs = 2, length = 2`` give ``[0, 2, 4, 5, 7, 9]``.
+    Example (the module's): the minibatch holds rows ``[3, 0, 1]``, whose successors are ``[[4, 1, 6]]``: only
+    row 0's is a minibatch row, so ``[[-1, 1, -1]]``.
+
+    :param addresses: addresses, shape ``(K, batch)`` (:func:`successor_chains`)
+    :param minibatch_rows: the minibatch's flat rows
+    :return: the addresses, masked
+    """
+    return np.where(np.isin(addresses, minibatch_rows), addresses, UNKNOWN)
+
+
+def segment_bounds(n_steps: int, n_envs: int, length: int, offset: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """
+    The segments of ``length`` consecutive steps of one env that tile the buffer, as flat rows ``[start, end)``:
+    each env's steps are cut at ``offset, offset + length, ...`` (so with an offset its first segment is shorter,
+    and its last one wherever ``length`` does not divide what remains).
+
+    Example: ``n_steps = 5, n_envs = 2, length = 2`` give starts ``[0, 2, 4, 5, 7, 9]`` and ends
+    ``[2, 4, 5, 7, 9, 10]``; with ``offset = 1``, starts ``[0, 1, 3, 5, 6, 8]`` and ends ``[1, 3, 5, 6, 8, 10]``.
 
     :param n_steps: the buffer's steps per env
     :param n_envs: the buffer's envs
     :param length: steps per segment
-    :return: the rows, env by env
+    :param offset: where the first cut is, in ``[0, length)`` (0: at the first step, no short first segment)
+    :return: ``(starts, ends)``, env by env
     """
-    return (np.arange(n_envs)[:, None] * n_steps + np.arange(0, n_steps, length)[None, :]).ravel()
+    cuts = np.arange(offset, n_steps, length)
+    bounds = np.unique(np.concatenate([[0], cuts, [n_steps]]))  # per env, including both ends
+    env_starts = np.arange(n_envs)[:, None] * n_steps
+    return (env_starts + bounds[None, :-1]).ravel(), (env_starts + bounds[None, 1:]).ravel()
 
 
-def segment_rows(starts: np.ndarray, n_steps: int, length: int) -> np.ndarray:
+def segment_rows(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """
-    All rows of the segments beginning at ``starts``, in that order, each cut at its env's last step.
+    All rows of the segments ``[start, end)``, in the order given.
 
-    Example: ``starts = [4, 0], n_steps = 5, length = 2`` give ``[4, 0, 1]`` (row 4 is env 0's last step).
+    Example: ``starts = [4, 0], ends = [5, 2]`` give ``[4, 0, 1]``.
 
-    :param starts: segment starts (:func:`segment_starts`, in any order)
-    :param n_steps: the buffer's steps per env
-    :param length: steps per segment
+    :param starts: segment starts (:func:`segment_bounds`, in any order)
+    :param ends: their ends
     :return: the rows
     """
-    ends = np.minimum(starts + length, (starts // n_steps + 1) * n_steps)
     return np.concatenate([np.arange(start, end) for start, end in zip(starts, ends, strict=True)])

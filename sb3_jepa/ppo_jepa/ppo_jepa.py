@@ -88,10 +88,21 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
     :param jepa_prediction_steps: K, the number of steps the predictor is rolled forward with the actions taken
         (SPR-style multi-step latent prediction); the JEPA loss is then the mean over the K steps. 1: the paper's
         one-step loss.
+    :param jepa_loss: the prediction error: ``"mse"`` (the paper's squared L2, summed over the embedding's
+        dimensions) or ``"cosine"`` (``2 - 2 cos``, prediction and target L2-normalised as in SPR/BYOL: shrinking z
+        cannot lower it, so it rules out collapse in scale, not in direction)
+    :param jepa_embedding_norm: a parameter-free normalisation ending the encoder, so that the heads, the predictor's
+        input and the target all see it: None, ``"layernorm"`` (LayerNorm without affine parameters: every embedding
+        has norm ``sqrt(dim)``) or ``"simnorm"`` (TD-MPC2's softmax over groups of 8 dimensions). Needs a
+        ``JEPAFeaturesExtractor`` (the policies' default)
     :param jepa_segment_length: draw each minibatch as shuffled time-contiguous segments of this many steps of one
         env instead of independently shuffled rows (``None``, SB3's way). Most ``s_{t+1}`` are then rows of the
         same minibatch, whose encoder pass gives their embedding for free; the price is minibatches of correlated
         transitions. Each transition is still used once per epoch.
+    :param jepa_in_minibatch_only: use the JEPA term only on transitions whose successor is a row of the same
+        minibatch (False: every transition, encoding the other successors as extras). With ``jepa_segment_length``
+        the segments' cut points alternate between epochs, so that each transition's JEPA term is used in some
+        epochs: with segments of 2 ("pairs"), no extra encoding at all and minibatches nearly as shuffled as SB3's
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -136,10 +147,16 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
         jepa_vicreg_var_coef: float = 0.0,
         jepa_vicreg_cov_coef: float = 0.0,
         jepa_prediction_steps: int = 1,
+        jepa_loss: str = "mse",
+        jepa_embedding_norm: str | None = None,
         jepa_segment_length: int | None = None,
+        jepa_in_minibatch_only: bool = False,
         _init_setup_model: bool = True,
     ):
         self.jepa_segment_length = check_optional_positive_int("jepa_segment_length", jepa_segment_length)
+        if not isinstance(jepa_in_minibatch_only, (bool, np.bool_)):
+            raise ValueError(f"jepa_in_minibatch_only must be True or False, got {jepa_in_minibatch_only!r}")
+        self.jepa_in_minibatch_only = bool(jepa_in_minibatch_only)
         self._init_jepa(
             jepa_coef=jepa_coef,
             jepa_target=jepa_target,
@@ -149,6 +166,8 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
             jepa_vicreg_var_coef=jepa_vicreg_var_coef,
             jepa_vicreg_cov_coef=jepa_vicreg_cov_coef,
             jepa_prediction_steps=jepa_prediction_steps,
+            jepa_loss=jepa_loss,
+            jepa_embedding_norm=jepa_embedding_norm,
             rollout_buffer_class=rollout_buffer_class,
             policy_kwargs=policy_kwargs,
         )
@@ -184,6 +203,9 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
     def _setup_model(self) -> None:
         if self.jepa_segment_length is not None:
             self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "segment_length": self.jepa_segment_length}
+        # getattr: models saved before 0.3 have no such attribute
+        if getattr(self, "jepa_in_minibatch_only", False):
+            self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "successors_in_minibatch": True}
         super()._setup_model()
 
     def learn(

@@ -16,7 +16,8 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "jepa_rl": dict(ONLINE),
     # JEPA alone trains the encoder (the heads still learn on its detached output): expected to collapse
     "jepa_only": dict(ONLINE, encoder_rl_grad=False),
-    # JEPA alone, with VICReg's variance hinge and covariance penalty as the explicit anti-collapse terms
+    # JEPA alone, with VICReg's variance hinge and covariance penalty as the explicit anti-collapse terms (weights of
+    # the first study: about 1/128 of VICReg's balance against the summed JEPA loss; see jepa_only_vicreg_fair)
     "jepa_only_vicreg": dict(ONLINE, encoder_rl_grad=False, jepa_vicreg_var_coef=1.0, jepa_vicreg_cov_coef=0.04),
     # JEPA + RL with an EMA target (BYOL/SPR style)
     "jepa_rl_ema": dict(jepa_target="ema"),
@@ -26,6 +27,27 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "jepa_rl_multistep": dict(ONLINE, jepa_prediction_steps=5),
     # JEPA + RL with PPO minibatches drawn as 16-step segments (the faster sampler; PPO only)
     "jepa_rl_segments": dict(ONLINE, jepa_segment_length=16),
+    # Pairs: segments of 2 steps, the JEPA term only on in-pair transitions, the pairing offset alternating between
+    # epochs: no extra encoding at all, minibatches nearly as shuffled as SB3's (PPO only)
+    "jepa_rl_pairs": dict(ONLINE, jepa_segment_length=2, jepa_in_minibatch_only=True),
+    # The scale-invariant loss (SPR/BYOL's 2 - 2 cos) at the paper's lambda: shrinking z cannot lower it
+    "jepa_rl_cosine": dict(ONLINE, jepa_loss="cosine", jepa_coef=1.0),
+    # JEPA alone with the cosine loss: what is left is collapse in direction (every state on one point)
+    "jepa_only_cosine": dict(ONLINE, encoder_rl_grad=False, jepa_loss="cosine", jepa_coef=1.0),
+    # A parameter-free normalisation ending the encoder, at the paper's lambda with its squared loss
+    "jepa_rl_layernorm": dict(ONLINE, jepa_embedding_norm="layernorm", jepa_coef=1.0),
+    "jepa_rl_simnorm": dict(ONLINE, jepa_embedding_norm="simnorm", jepa_coef=1.0),
+    # VICReg as published (Bardes et al. 2022): invariance 25 on the MSE *averaged* over dimensions, variance 25,
+    # covariance 1. This package's JEPA loss is *summed* over the d dimensions, so invariance 25 is jepa_coef = 25/d:
+    # 25/128 for the 128-dim embeddings of the MinAtar and pixel testbeds' SmallImageCNN. JEPA alone at that balance:
+    "jepa_only_vicreg_fair": dict(
+        ONLINE, encoder_rl_grad=False, jepa_coef=25 / 128, jepa_vicreg_var_coef=25.0, jepa_vicreg_cov_coef=1.0
+    ),
+    # ... and under the RL loss, the same 25:25:1 balance scaled so the JEPA term keeps the zoo's lambda of 0.01
+    # (0.01 / (25/128) = 0.0512: variance 25 * 0.0512 = 1.28, covariance 0.0512)
+    "jepa_rl_vicreg_fair": dict(ONLINE, jepa_coef=0.01, jepa_vicreg_var_coef=1.28, jepa_vicreg_cov_coef=0.0512),
+    # Kenneweg et al.'s setting: EMA target (tau 0.01 in SB3's convention), lambda 1
+    "jepa_rl_ema_lambda1": dict(jepa_target="ema", jepa_tau=0.01, jepa_coef=1.0),
 }
 
 #: What `python -m sb3_jepa.study run` runs when no --configs are given

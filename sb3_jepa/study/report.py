@@ -156,7 +156,9 @@ def write_report(out: Path) -> Path:
         "Effective rank (RankMe of the centred batch) and embedding std (mean per-dimension std) are the final "
         "update's, averaged over seeds (min over seeds in brackets). The JEPA loss is the squared error summed "
         "over embedding dimensions and averaged over transitions (the paper's ||W(z_t, a_t) - z_{t+1}||^2), so "
-        "`jepa_coef` weighs it against the RL loss per transition, not per dimension.",
+        "`jepa_coef` weighs it against the RL loss per transition, not per dimension (the `cosine` loss is "
+        "2 - 2 cos instead). Probe R^2: held-out R^2 of linear probes from the final policy's embeddings to each "
+        "true state variable, averaged over variables (environments that report their state only).",
         "",
     ]
     rows_csv = []
@@ -179,8 +181,8 @@ def write_report(out: Path) -> Path:
             f"![{env_id}]({image.name})",
             "",
             "| configuration | seeds | eval return IQM [95% CI] | eval return mean [95% CI] | train return IQM [95% CI] "
-            "| effective rank | embedding std |",
-            "| --- | --- | --- | --- | --- | --- | --- |",
+            "| effective rank | embedding std | probe R^2 |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         for config in configs:
             config_runs = [run for run in env_runs if run["config"] == config]
@@ -189,7 +191,8 @@ def write_report(out: Path) -> Path:
             lines.append(
                 f"| {config} | {len(config_runs)} | {_format(eval_estimate.get('iqm'))} "
                 f"| {_format(eval_estimate.get('mean'))} | {_format(train_estimate.get('iqm'))} "
-                f"| {_mean_of(config_runs, 'effective_rank')} | {_mean_of(config_runs, 'embedding_std')} |"
+                f"| {_mean_of(config_runs, 'effective_rank')} | {_mean_of(config_runs, 'embedding_std')} "
+                f"| {_mean_of(config_runs, 'probe_r2_mean')} |"
             )
         lines.append("")
         for run in env_runs:
@@ -199,7 +202,9 @@ def write_report(out: Path) -> Path:
     report = out / "report.md"
     report.write_text("\n".join(lines) + "\n")
     with open(out / "results.csv", "w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows_csv[0]))
+        # Runs recorded by earlier versions lack the newer columns (left empty)
+        fieldnames = list(dict.fromkeys(key for row in rows_csv for key in row))
+        writer = csv.DictWriter(file, fieldnames=fieldnames)
         writer.writeheader()
         writer.writerows(rows_csv)
     return report

@@ -35,6 +35,8 @@ from sb3_jepa.study.configs import config_kwargs
 RETURN_WINDOW = 100
 #: Fraction of the budget whose training episodes make a run's final training return
 FINAL_FRACTION = 0.1
+#: Steps of the final policy whose embeddings and true states (where the environment reports them) fit the probes
+PROBE_STEPS = 2000
 
 
 @dataclass(frozen=True)
@@ -185,6 +187,7 @@ def execute(spec: RunSpec, out: Path, progress: Any = None) -> dict[str, Any]:
             assert isinstance(returns, list)
             eval_returns = [float(r) for r in returns]
             eval_env.close()
+        probe_r2 = _probe_scores(model, manager)
         model.save(run_dir / "zoo" / "model.zip")
         train_env = model.get_env()
         if train_env is not None:
@@ -204,6 +207,9 @@ def execute(spec: RunSpec, out: Path, progress: Any = None) -> dict[str, Any]:
         "embedding_std": last.get("jepa/embedding_std"),
         "participation_ratio": last.get("jepa/participation_ratio"),
         "jepa_loss": last.get("jepa/loss"),
+        # held-out R^2 of linear probes from z to each true state variable (None: the environment reports none)
+        "probe_r2": probe_r2,
+        "probe_r2_mean": None if probe_r2 is None else float(np.mean(probe_r2)),
         "wall_time_s": time.perf_counter() - start,
     }
     # Written last and atomically: its presence marks the run as finished
@@ -211,6 +217,25 @@ def execute(spec: RunSpec, out: Path, progress: Any = None) -> dict[str, Any]:
     partial.write_text(json.dumps(summary, indent=2, default=str))
     os.replace(partial, run_dir / "summary.json")
     return summary
+
+
+def _probe_scores(model: Any, manager: Any) -> list[float] | None:
+    """
+    :param model: the trained model
+    :param manager: the run's rl-zoo3 ExperimentManager (its evaluation environment has the training wrappers)
+    :return: the probes' held-out R^2 per state variable, on the final policy's states; None if the environment
+        reports no state
+    """
+    from sb3_jepa.common.probes import NoStateError, collect_states, linear_probe_r2
+
+    env = manager.create_envs(1, eval_env=True)
+    try:
+        z, states = collect_states(model, env, PROBE_STEPS)
+    except NoStateError:
+        return None
+    finally:
+        env.close()
+    return [float(r2) for r2 in linear_probe_r2(z, states)]
 
 
 def is_finished(spec: RunSpec, out: Path) -> bool:

@@ -9,7 +9,8 @@ rl-zoo3 is imported when a sampler runs, never when this module loads.
 from collections.abc import Callable
 from typing import Any
 
-from sb3_jepa.common.loss import TARGET_MODES
+from sb3_jepa.common.jepa import EMBEDDING_NORMS
+from sb3_jepa.common.loss import JEPA_LOSSES, TARGET_MODES
 
 #: lambda's log-uniform search range: from a loss that barely registers to one that dominates the RL loss
 JEPA_COEF_RANGE = (1e-4, 10.0)
@@ -18,8 +19,11 @@ JEPA_TAU_RANGE = (1e-3, 1.0)
 #: width of the predictor's hidden layer
 PREDICTOR_WIDTHS = (64, 128, 256, 512)
 
+#: the embedding normalisations searched ("none" stands for None, which Optuna's categorical cannot store)
+EMBEDDING_NORM_CHOICES = ("none", *EMBEDDING_NORMS)
+
 # Trial parameters that are ours (rl-zoo3's converter must not see them)
-_JEPA_PARAMS = ("jepa_coef", "jepa_target", "jepa_tau", "predictor_width")
+_JEPA_PARAMS = ("jepa_coef", "jepa_target", "jepa_tau", "predictor_width", "jepa_loss", "jepa_embedding_norm")
 
 
 def sample_jepa_params(trial: Any) -> dict[str, Any]:
@@ -31,6 +35,8 @@ def sample_jepa_params(trial: Any) -> dict[str, Any]:
         "jepa_coef": trial.suggest_float("jepa_coef", *JEPA_COEF_RANGE, log=True),
         "jepa_target": trial.suggest_categorical("jepa_target", list(TARGET_MODES)),
         "predictor_width": trial.suggest_categorical("predictor_width", list(PREDICTOR_WIDTHS)),
+        "jepa_loss": trial.suggest_categorical("jepa_loss", list(JEPA_LOSSES)),
+        "jepa_embedding_norm": trial.suggest_categorical("jepa_embedding_norm", list(EMBEDDING_NORM_CHOICES)),
     }
     if params["jepa_target"] == "ema":
         params["jepa_tau"] = trial.suggest_float("jepa_tau", *JEPA_TAU_RANGE, log=True)
@@ -39,10 +45,14 @@ def sample_jepa_params(trial: Any) -> dict[str, Any]:
 
 def convert_jepa_params(params: dict[str, Any]) -> dict[str, Any]:
     """
-    :param params: trial parameters holding some of ``jepa_coef``, ``jepa_target``, ``jepa_tau``, ``predictor_width``
+    :param params: trial parameters holding some of ``jepa_coef``, ``jepa_target``, ``jepa_tau``, ``predictor_width``,
+        ``jepa_loss``, ``jepa_embedding_norm``
     :return: the algorithm's keyword arguments for them
     """
-    kwargs: dict[str, Any] = {key: params[key] for key in ("jepa_coef", "jepa_target", "jepa_tau") if key in params}
+    names = ("jepa_coef", "jepa_target", "jepa_tau", "jepa_loss")
+    kwargs: dict[str, Any] = {key: params[key] for key in names if key in params}
+    if "jepa_embedding_norm" in params:
+        kwargs["jepa_embedding_norm"] = None if params["jepa_embedding_norm"] == "none" else params["jepa_embedding_norm"]
     if "predictor_width" in params:
         kwargs["predictor_net_arch"] = [int(params["predictor_width"])]
     return kwargs

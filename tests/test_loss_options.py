@@ -1,0 +1,213 @@
+"""The scale-invariant loss options (jepa_loss, jepa_embedding_norm), the pairs sampler and the linear probes."""
+
+import numpy as np
+import pytest
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.torch_layers import FlattenExtractor
+from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
+
+from sb3_jepa import A2CJEPA, PPOJEPA, JEPAFeaturesExtractor
+from sb3_jepa.common.jepa import SimNorm
+from sb3_jepa.common.loss import TARGET_MODES, prediction_error
+from sb3_jepa.common.probes import NoStateError, collect_states, linear_probe_r2
+from sb3_jepa.study.configs import CONFIGS
+from sb3_jepa.study.runner import RunSpec, check_specs
+from sb3_jepa.zoo.samplers import convert_jepa_params, sample_jepa_params
+from tests.conftest import ALGOS, SMALL
+from tests.helpers import CountingEnv, state_of
+
+NEW_CONFIGS = (
+    "jepa_rl_pairs",
+    "jepa_rl_cosine",
+    "jepa_only_cosine",
+    "jepa_rl_layernorm",
+    "jepa_rl_simnorm",
+    "jepa_only_vicreg_fair",
+    "jepa_rl_vicreg_fair",
+    "jepa_rl_ema_lambda1",
+)
+
+
+def test_cosine_error_ignores_the_scale_of_z():
+    generator = th.Generator().manual_seed(0)
+    prediction, target = th.randn(6, 5, generator=generator), th.randn(6, 5, generator=generator)
+    cosine = prediction_error(prediction, target, "cosine")
+    th.testing.assert_close(prediction_error(1e-3 * prediction, 50.0 * target, "cosine"), cosine)
+    th.testing.assert_close(cosine, 2 - 2 * th.nn.functional.cosine_similarity(prediction, target))
+    # The squared error is what shrinking z lowers
+    shrunk = prediction_error(1e-3 * prediction, 1e-3 * target, "mse")
+    th.testing.assert_close(shrunk, 1e-6 * prediction_error(prediction, target, "mse"))
+
+
+@pytest.mark.parametrize("norm", ["layernorm", "simnorm"])
+def test_embedding_norm_holds_row_by_row(norm):
+    space = spaces.Box(-10, 10, (7,))
+    extractor = JEPAFeaturesExtractor(space, embedding_norm=norm)
+    assert extractor.features_dim == 64 and not any(p.requires_grad for p in extractor.head[-1].parameters())
+    z = extractor(th.randn(32, 7) * 10)
+    if norm == "layernorm":
+        th.testing.assert_close(z.mean(dim=1), th.zeros(32), atol=1e-5, rtol=0)
+        th.testing.assert_close(z.var(dim=1, unbiased=False), th.ones(32), atol=1e-3, rtol=0)
+        # every row has norm sqrt(dim), whatever the input's scale: no collapse in scale
+        th.testing.assert_close(z.norm(dim=1), th.full((32,), 8.0), atol=1e-2, rtol=0)
+    else:
+        groups = z.reshape(32, 8, 8)
+        assert (groups >= 0).all()
+        th.testing.assert_close(groups.sum(dim=-1), th.ones(32, 8))
+    # the state dict is the plain extractor's: the option adds no tensor
+    assert extractor.state_dict().keys() == JEPAFeaturesExtractor(space).state_dict().keys()
+
+
+def test_simnorm_needs_whole_groups():
+    with pytest.raises(ValueError, match="multiple of 8, got 12"):
+        SimNorm(12)
+    with pytest.raises(ValueError, match="multiple of 8, got 12"):
+        JEPAFeaturesExtractor(spaces.Box(-1, 1, (3,)), net_arch=[12], embedding_norm="simnorm")
+
+
+@pytest.mark.parametrize("target", TARGET_MODES)
+@pytest.mark.parametrize(("loss", "norm"), [("cosine", None), ("mse", "layernorm"), ("cosine", "simnorm")])
+def test_options_train_save_and_load(tmp_path, target, loss, norm):
+    kwargs = dict(jepa_target=target, jepa_loss=loss, jepa_embedding_norm=norm, jepa_coef=1.0, jepa_prediction_steps=2)
+    model = PPOJEPA("MlpPolicy", DummyVecEnv([CountingEnv]), seed=0, **kwargs, **SMALL[PPOJEPA])
+    model.learn(2 * SMALL[PPOJEPA]["n_steps"])
+    assert np.isfinite(model.logger.name_to_value["jepa/loss"])
+    if loss == "cosine":
+        assert 0.0 <= model.logger.name_to_value["jepa/loss"] <= 4.0
+    observations = model.rollout_buffer.observations[:8]
+    z = model.policy.jepa_encode(th.as_tensor(observations))
+    if norm == "layernorm":
+        th.testing.assert_close(z.norm(dim=1), th.full((8,), 8.0), atol=1e-2, rtol=0)
+    model.save(tmp_path / "model.zip")
+    loaded = PPOJEPA.load(tmp_path / "model.zip")
+    assert (loaded.jepa_loss, loaded.jepa_embedding_norm) == (loss, norm)
+    th.testing.assert_close(loaded.policy.jepa_encode(th.as_tensor(observations)), z)
+    # the saved policy_kwargs stay the user's (none given)
+    assert "jepa_embedding_norm" not in loaded.policy_kwargs
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_options_with_box_actions(algo_cls):
+    model = algo_cls("MlpPolicy", "Pendulum-v1", seed=0, jepa_loss="cosine", jepa_embedding_norm="simnorm", **SMALL[algo_cls])
+    model.learn(2 * SMALL[algo_cls]["n_steps"])
+    assert 0.0 <= model.logger.name_to_value["jepa/loss"] <= 4.0
+
+
+def test_embedding_norm_needs_the_jepa_extractor():
+    policy_kwargs = dict(features_extractor_class=FlattenExtractor)
+    with pytest.raises(ValueError, match="FlattenExtractor is not one"):
+        A2CJEPA("MlpPolicy", "CartPole-v1", jepa_embedding_norm="layernorm", policy_kwargs=policy_kwargs)
+    conflicting = dict(features_extractor_kwargs=dict(embedding_norm="simnorm"))
+    with pytest.raises(ValueError, match="give it once"):
+        A2CJEPA("MlpPolicy", "CartPole-v1", jepa_embedding_norm="layernorm", policy_kwargs=conflicting)
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(jepa_loss="l1"), r"jepa_loss must be one of \('mse', 'cosine'\), got 'l1'"),
+        (dict(jepa_embedding_norm="batchnorm"), "jepa_embedding_norm must be None or one of"),
+    ],
+)
+def test_bad_options_fail_before_any_work(algo_cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        algo_cls("MlpPolicy", "NoSuchEnv-v0", **kwargs)
+
+
+def test_pairs_encode_no_extra_observation_and_use_every_transition():
+    model = PPOJEPA(
+        "MlpPolicy",
+        DummyVecEnv([CountingEnv, lambda: CountingEnv(1)]),
+        seed=0,
+        jepa_segment_length=2,
+        jepa_in_minibatch_only=True,
+        **SMALL[PPOJEPA],
+    )
+    model.learn(SMALL[PPOJEPA]["n_steps"])
+    used: dict[tuple, int] = {}
+    for _epoch in range(2):
+        for batch in model.rollout_buffer.get(16):
+            assert len(batch.next_extra_observations) == 0
+            states = state_of(batch.observations)
+            valid = batch.next_valid.numpy().astype(bool)
+            # a valid successor is the next row of its own pair
+            np.testing.assert_array_equal(state_of(batch.next_observations)[valid], states[valid] + [0, 0, 1])
+            for state, ok in zip(states, valid, strict=True):
+                used[tuple(state)] = used.get(tuple(state), 0) + int(ok)
+    # Over two epochs (the two pairings) every transition whose successor is a buffer row is used, in its pair's
+    # epoch (and in the other when the pair holding its successor lands in the same minibatch); the transitions
+    # into terminal or final observations, which would need an extra encoding, never
+    assert len(used) == 2 * SMALL[PPOJEPA]["n_steps"]
+    inner = {s for s in used if (s[0], s[1], s[2] + 1) in used}
+    assert all(used[s] >= 1 for s in inner)
+    assert all(used[s] == 0 for s in used.keys() - inner)
+
+
+def test_pairs_argument():
+    with pytest.raises(ValueError, match="jepa_in_minibatch_only must be True or False, got 'yes'"):
+        PPOJEPA("MlpPolicy", "NoSuchEnv-v0", jepa_in_minibatch_only="yes")
+
+
+def test_probe_recovers_a_linear_map_and_scores_collapse_as_collapse():
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(400, 3))
+    mixing = rng.normal(size=(3, 16))
+    z = states @ mixing + 0.01 * rng.normal(size=(400, 16))
+    assert (linear_probe_r2(z, states) > 0.99).all()
+    # the scale of z does not matter (a collapse in scale alone keeps the information)
+    np.testing.assert_allclose(linear_probe_r2(1e-6 * z, states), linear_probe_r2(z, states), atol=1e-6)
+    # a collapsed (constant) encoder holds nothing; noise holds nothing either
+    assert (linear_probe_r2(np.ones((400, 16)), states) <= 0.0).all()
+    assert (linear_probe_r2(rng.normal(size=(400, 16)), states) < 0.2).all()
+    with pytest.raises(ValueError, match="as many rows"):
+        linear_probe_r2(z[:10], states)
+
+
+def test_collect_states_from_pixel_cart_pole():
+    env = VecFrameStack(make_vec_env("PixelCartPole-v1", n_envs=2, seed=0, env_kwargs=dict(size=36)), n_stack=4)
+    model = PPOJEPA("CnnPolicy", env, seed=0, n_steps=16, batch_size=16, n_epochs=1)
+    z, states = collect_states(model, env, n_steps=50)
+    assert z.shape == (100, model.policy.features_dim) and states.shape == (100, 4)
+    # the cart's position in the state is the one drawn: it changes over the episode
+    assert states[:, 0].std() > 0
+    with pytest.raises(NoStateError, match="no 'state' entry"):
+        collect_states(PPOJEPA("MlpPolicy", "CartPole-v1"), make_vec_env("CartPole-v1"), n_steps=5)
+
+
+@pytest.mark.parametrize("config", NEW_CONFIGS)
+def test_new_study_configurations(config):
+    check_specs([RunSpec("ppo_jepa", "MinAtar/Breakout-v1", config, 0, 1000)])
+    if "jepa_segment_length" in CONFIGS[config]:
+        with pytest.raises(ValueError, match="a2c_jepa does not accept"):
+            check_specs([RunSpec("a2c_jepa", "MinAtar/Breakout-v1", config, 0, 1000)])
+    else:
+        check_specs([RunSpec("a2c_jepa", "MinAtar/Breakout-v1", config, 0, 1000)])
+
+
+def test_vicreg_fair_is_vicregs_balance():
+    # 25 : 25 : 1 (invariance on the MSE averaged over d = 128 dims, i.e. jepa_coef * 128, variance, covariance)
+    for name in ("jepa_only_vicreg_fair", "jepa_rl_vicreg_fair"):
+        kwargs = CONFIGS[name]
+        invariance = kwargs["jepa_coef"] * 128
+        np.testing.assert_allclose(
+            [invariance / kwargs["jepa_vicreg_cov_coef"], kwargs["jepa_vicreg_var_coef"] / kwargs["jepa_vicreg_cov_coef"]],
+            [25.0, 25.0],
+        )
+
+
+def test_sampler_searches_the_new_options():
+    optuna = pytest.importorskip("optuna")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(30):
+        trial = study.ask()
+        params = sample_jepa_params(trial)
+        kwargs = convert_jepa_params(params)
+        assert kwargs["jepa_loss"] in ("mse", "cosine")
+        assert kwargs["jepa_embedding_norm"] in (None, "layernorm", "simnorm")
+        seen.add(kwargs["jepa_embedding_norm"])
+        study.tell(trial, 0.0)
+    assert seen == {None, "layernorm", "simnorm"}

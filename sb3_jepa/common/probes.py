@@ -21,20 +21,38 @@ class NoStateError(ValueError):
     """The environment reports no true state to probe (its infos lack the state key)."""
 
 
+#: The ridge penalties tried (per fit row, on embeddings scaled to unit mean variance) when none is given
+RIDGE_GRID = tuple(10.0**k for k in range(-4, 3))
+
+
+def _ridge_fit(x: np.ndarray, y: np.ndarray, ridge: float) -> np.ndarray:
+    """Least squares with intercept (the last column of ``x`` is ones, not penalised), penalty ``ridge * rows``."""
+    penalty = ridge * len(x) * np.eye(x.shape[1])
+    penalty[-1, -1] = 0.0
+    return np.linalg.solve(x.T @ x + penalty, x.T @ y)
+
+
+def _r2(y: np.ndarray, prediction: np.ndarray) -> np.ndarray:
+    total = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    return 1.0 - ((y - prediction) ** 2).sum(axis=0) / np.where(total > 0, total, np.nan)
+
+
 def linear_probe_r2(
-    z: np.ndarray, states: np.ndarray, ridge: float = 1e-3, holdout: float = 0.25, seed: int = 0
+    z: np.ndarray, states: np.ndarray, ridge: float | None = None, holdout: float = 0.25, seed: int = 0
 ) -> np.ndarray:
     """
     Held-out R^2 of a ridge regression (with intercept) from the embeddings to each state variable.
 
-    The rows are shuffled with ``seed`` and split into a fit set and a held-out set (``holdout`` of the rows); the
-    embeddings are standardised with the fit set's statistics (so ``ridge`` means the same whatever z's scale: a
-    collapse in scale alone does not lower the score) and the R^2 of each variable is computed on the held-out rows,
-    against their own mean. 1: the variable is a linear function of z; 0: no better than its mean; negative: worse.
+    The rows are shuffled with ``seed`` and split into a fit set and a held-out set (``holdout`` of the rows). The
+    embeddings are centred and divided by one number, their root-mean-square spread on the fit set, so that a
+    collapse in scale alone does not change the score, while nearly dead dimensions stay small instead of being blown
+    up. The ridge penalty (per fit row) is ``ridge``, or, if None, the one of :data:`RIDGE_GRID` that scores best on
+    a fifth of the fit set held back for it. Each variable's R^2 is then computed on the held-out rows, against
+    their own mean: 1, the variable is a linear function of z; 0, no better than its mean; negative, worse.
 
     :param z: embeddings, shape ``(n, dim)``
     :param states: the true states, shape ``(n, n_vars)`` (or ``(n,)``)
-    :param ridge: the ridge penalty on the standardised embeddings, ``>= 0``
+    :param ridge: the ridge penalty, ``>= 0``; None: chosen from :data:`RIDGE_GRID`
     :param holdout: the held-out fraction, in ``(0, 1)``
     :param seed: the seed of the split
     :return: the R^2 of each variable, shape ``(n_vars,)``
@@ -45,25 +63,25 @@ def linear_probe_r2(
         raise ValueError(f"z and states must have as many rows, got {len(z)} and {len(states)}")
     if not 0.0 < holdout < 1.0:
         raise ValueError(f"holdout must be in (0, 1), got {holdout!r}")
-    if ridge < 0:
-        raise ValueError(f"ridge must be >= 0, got {ridge!r}")
+    if ridge is not None and ridge < 0:
+        raise ValueError(f"ridge must be None or >= 0, got {ridge!r}")
     n_test = round(holdout * len(z))
-    if n_test < 2 or len(z) - n_test < 2:
-        raise ValueError(f"linear_probe_r2 needs at least 2 fit and 2 held-out rows, got {len(z)} rows")
+    if n_test < 2 or len(z) - n_test < 10:
+        raise ValueError(f"linear_probe_r2 needs at least 2 held-out and 10 fit rows, got {len(z)} rows")
     order = np.random.default_rng(seed).permutation(len(z))
     test, fit = order[:n_test], order[n_test:]
-    mean, std = z[fit].mean(axis=0), z[fit].std(axis=0)
-    # A dimension constant on the fit set carries nothing: leave it at 0 instead of dividing by 0
-    scaled = (z - mean) / np.where(std > 1e-12, std, np.inf)
+    mean = z[fit].mean(axis=0)
+    spread = np.sqrt(((z[fit] - mean) ** 2).sum(axis=1).mean() / z.shape[1])
+    # A constant encoder (spread 0) holds nothing: its features are all zero, the probe predicts the mean
+    scaled = (z - mean) / spread if spread > 1e-12 else np.zeros_like(z)
     design = np.concatenate([scaled, np.ones((len(z), 1))], axis=1)
-    penalty = ridge * np.eye(design.shape[1])
-    penalty[-1, -1] = 0.0  # the intercept is not penalised
-    x_fit = design[fit]
-    weights = np.linalg.solve(x_fit.T @ x_fit + penalty, x_fit.T @ states[fit])
-    residual = states[test] - design[test] @ weights
-    total = states[test] - states[test].mean(axis=0)
-    sst = (total**2).sum(axis=0)
-    return 1.0 - (residual**2).sum(axis=0) / np.where(sst > 0, sst, np.nan)
+    if ridge is None:
+        n_val = len(fit) // 5
+        val, train = fit[:n_val], fit[n_val:]
+        scores = [np.nanmean(_r2(states[val], design[val] @ _ridge_fit(design[train], states[train], r))) for r in RIDGE_GRID]
+        ridge = RIDGE_GRID[int(np.nanargmax(scores))] if np.isfinite(scores).any() else RIDGE_GRID[-1]
+    weights = _ridge_fit(design[fit], states[fit], ridge)
+    return _r2(states[test], design[test] @ weights)
 
 
 def collect_states(

@@ -26,6 +26,7 @@ from sb3_jepa.zoo import (
     use_packaged_config_files,
 )
 from sb3_jepa.zoo.samplers import SAMPLERS, convert_onpolicy_jepa_params
+from tests.postgres import find_binaries, postgres_server
 
 REPO = Path(__file__).resolve().parents[1]
 # Small and fast: 2 envs, short rollouts, no evaluation unless asked
@@ -277,13 +278,11 @@ def test_register_config_files_applies_each_patch_once(exp_manager):
         assert_wrapped_once(exp_manager, name, original)
 
 
-@pytest.mark.slow
-def test_two_workers_share_one_study(tmp_path):
-    """Distributed search: two -optimize workers on one Optuna journal file, then the best trial reloads."""
-    storage = tmp_path / "study.log"
+def two_workers_then_reload(tmp_path: Path, storage: str, load_storage: "optuna.storages.BaseStorage") -> None:
+    """Two -optimize workers at once on one storage and study name; both trials land; every trial reloads."""
     common = [
         sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo_jepa", "--env", "CartPole-v1", "-optimize",
-        "--n-trials", "1", "-n", "256", "--storage", str(storage), "--study-name", "jepa", "--sampler", "random",
+        "--n-trials", "1", "-n", "256", "--storage", storage, "--study-name", "jepa", "--sampler", "random",
         "--pruner", "none", "--n-startup-trials", "0", "--n-evaluations", "1", "--eval-episodes", "2",
         "--no-optim-plots", "--hyperparams", "n_envs:1", "--verbose", "0",
     ]  # fmt: skip
@@ -296,10 +295,11 @@ def test_two_workers_share_one_study(tmp_path):
     for worker in workers:
         _, err = worker.communicate(timeout=300)
         assert worker.returncode == 0, err[-3000:]
-    study = optuna.load_study(
-        study_name="jepa", storage=optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(storage)))
-    )
+    study = optuna.load_study(study_name="jepa", storage=load_storage)
+    # One trial from each worker, none duplicated, the JEPA parameters sampled
     assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+    assert sorted(trial.number for trial in study.trials) == [0, 1]
+    assert study.trials[0].params != study.trials[1].params
     assert {"jepa_coef", "jepa_target", "predictor_width"} <= set(study.best_trial.params)
 
     # Every trial reloads, the best one and trial 0 (which rl-zoo3 itself would skip) included
@@ -307,13 +307,33 @@ def test_two_workers_share_one_study(tmp_path):
         folder = tmp_path / f"trial{trial.number}"
         run(
             sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo_jepa", "--env", "CartPole-v1", "-f", str(folder),
-            *QUICK, "--storage", str(storage), "--study-name", "jepa", "--trial-id", str(trial.number),
+            *QUICK, "--storage", storage, "--study-name", "jepa", "--trial-id", str(trial.number),
         )  # fmt: skip
         config = saved_config(folder, "ppo_jepa", "CartPole-v1")
         expected = convert_onpolicy_jepa_params(trial.params)
         assert config["jepa_coef"] == pytest.approx(expected["jepa_coef"])
         assert config["jepa_target"] == expected["jepa_target"]
         assert config["predictor_net_arch"] == expected["predictor_net_arch"] == [trial.params["predictor_width"]]
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study(tmp_path):
+    """Distributed search: two -optimize workers on one Optuna journal file, then the best trial reloads."""
+    storage = str(tmp_path / "study.log")
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    two_workers_then_reload(tmp_path, storage, journal)
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study_on_postgresql(tmp_path):
+    """The same across machines: the workers share a real PostgreSQL server's URL (Optuna's RDB storage)."""
+    if find_binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PostgreSQL test: .ci/run installs Debian's postgresql package")
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    pytest.importorskip("psycopg2", reason="the PostgreSQL driver comes with the zoo extra (psycopg2-binary)")
+    with postgres_server() as url:
+        two_workers_then_reload(tmp_path, url, optuna.storages.RDBStorage(url))
 
 
 @pytest.mark.slow

@@ -93,3 +93,51 @@ def test_configs():
     }
     with pytest.raises(ValueError, match="key=value"):
         config_kwargs("jepa_rl:jepa_coef")
+
+
+def tiny_specs(seeds: tuple[int, ...], **hyperparams: object) -> list:
+    from sb3_jepa.study.runner import RunSpec
+
+    settings = dict(n_envs=2, n_steps=64, batch_size=64, n_epochs=2, **hyperparams)
+    return [RunSpec("ppo_jepa", "CartPole-v1", "jepa_rl", seed, 256, settings, 2, "cpu", 1) for seed in seeds]
+
+
+def run_files(out: Path) -> dict[str, object]:
+    """Every run's CSV files and summary, the wall time left out: what two backends must agree on."""
+    files: dict[str, object] = {}
+    for path in sorted(out.glob("*/*/seed*/*")):
+        key = str(path.relative_to(out))
+        if path.name == "summary.json":
+            files[key] = {k: v for k, v in json.loads(path.read_text()).items() if k != "wall_time_s"}
+        elif path.suffix == ".csv":
+            files[key] = path.read_text()
+    return files
+
+
+@pytest.mark.slow
+def test_ray_backend_matches_the_process_pool(tmp_path):
+    ray = pytest.importorskip("ray")
+    from sb3_jepa.study.ray_backend import run_on_ray
+    from sb3_jepa.study.runner import run_all
+
+    (good,) = tiny_specs((0,))
+    (bad,) = tiny_specs((2,), jepa_coef=-1.0)  # passes check_specs, raises in the run
+    run_all([good], tmp_path / "pool", workers=1, show_progress=False)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20)
+    try:
+        # Tasks that see the driver's folder write into it; a run that raises is reported, the other still finishes
+        summaries, failures = run_all([good, bad], tmp_path / "ray", workers=2, show_progress=False, backend="ray")
+        assert len(summaries) == 1 and [spec.seed for spec, _ in failures] == [2]
+        assert isinstance(failures[0][1], ValueError) and "jepa_coef must be a finite number >= 0" in str(failures[0][1])
+        assert not bad.directory(tmp_path / "ray").exists() or not (bad.directory(tmp_path / "ray") / "summary.json").exists()
+        # Without a shared filesystem (forced here) the files come back to the driver, which writes them
+        results: list = []
+        run_on_ray([good], tmp_path / "sent", None, 0.0, lambda steps: None, lambda *r: results.append(r), False)
+        assert [error for _, _, error in results] == [None]
+        # A finished run is never redone
+        assert run_all([good], tmp_path / "ray", workers=2, show_progress=False, backend="ray") == ([], [])
+    finally:
+        ray.shutdown()
+    pool = run_files(tmp_path / "pool")
+    assert len(pool) == 3 and pool == run_files(tmp_path / "ray") == run_files(tmp_path / "sent")
+    assert (good.directory(tmp_path / "sent") / "zoo" / "model.zip").exists()

@@ -2,6 +2,7 @@
 The collapse study, in one command:
 
     python -m sb3_jepa.study run --env PixelCartPole-v1 --seeds 0 1 2 3 4 --timesteps 100000 --workers 2
+    python -m sb3_jepa.study run ... --backend ray --address auto   # the same runs as tasks of a Ray cluster
     python -m sb3_jepa.study report --out runs/study     # tables and plots again, from the files
     python -m sb3_jepa.study configs                     # the named configurations
 
@@ -16,7 +17,7 @@ import sys
 from pathlib import Path
 
 from sb3_jepa.study.configs import CONFIGS, DEFAULT_CONFIGS
-from sb3_jepa.study.runner import RunSpec, check_specs, run_all
+from sb3_jepa.study.runner import BACKENDS, RunSpec, check_specs, run_all
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,6 +53,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="cpu")
     run.add_argument("--out", type=Path, default=Path("runs/study"))
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--backend", default="process", choices=list(BACKENDS), help="a local process pool, or Ray tasks (ray extra)"
+    )
+    run.add_argument(
+        "--address", default=None, help="ray backend: the cluster (default: start a local one; auto; ray://host:port)"
+    )
+    run.add_argument("--gpus-per-run", type=float, default=0.0, help="ray backend: the GPU fraction each run asks for")
     report = commands.add_parser("report", help="write report.md, results.csv and the plots from finished runs")
     report.add_argument("--out", type=Path, default=Path("runs/study"))
     commands.add_parser("configs", help="list the named configurations")
@@ -74,6 +82,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.timesteps <= 0 or args.workers <= 0 or args.eval_episodes < 0 or args.threads < 0:
         parser.error("--timesteps and --workers must be positive, --eval-episodes and --threads >= 0")
+    if args.backend == "process" and (args.address is not None or args.gpus_per_run):
+        parser.error("--address and --gpus-per-run are for --backend ray")
+    if args.gpus_per_run < 0:
+        parser.error("--gpus-per-run must be >= 0")
+    if args.backend == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            parser.error('--backend ray needs Ray: pip install "sb3-jepa[ray]"')
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.workers)
     specs = [
         RunSpec(
@@ -87,7 +104,15 @@ def main(argv: list[str] | None = None) -> int:
         check_specs(specs)
     except ValueError as invalid:
         parser.error(str(invalid))
-    _, failures = run_all(specs, args.out, args.workers, show_progress=not args.no_progress)
+    _, failures = run_all(
+        specs,
+        args.out,
+        args.workers,
+        show_progress=not args.no_progress,
+        backend=args.backend,
+        address=args.address,
+        gpus_per_run=args.gpus_per_run,
+    )
     for spec, failure in failures:
         print(f"FAILED {spec.directory(args.out)}: {type(failure).__name__}: {failure}", file=sys.stderr)
     print(write_report(args.out))

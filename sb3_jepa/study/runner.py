@@ -243,52 +243,105 @@ def is_finished(spec: RunSpec, out: Path) -> bool:
     return (spec.directory(out) / "summary.json").exists()
 
 
+#: How the runs are spread: a local process pool (the default, no extra dependency) or Ray tasks
+BACKENDS = ("process", "ray")
+
+
 def run_all(
-    specs: list[RunSpec], out: Path, workers: int, show_progress: bool = True
+    specs: list[RunSpec],
+    out: Path,
+    workers: int,
+    show_progress: bool = True,
+    backend: str = "process",
+    address: str | None = None,
+    gpus_per_run: float = 0.0,
 ) -> tuple[list[dict[str, Any]], list[tuple[RunSpec, BaseException]]]:
     """
-    Run the unfinished specs on ``workers`` processes, with a progress bar over all their timesteps. A failing run
-    does not stop the others; it stays unfinished (a rerun tries it again).
+    Run the unfinished specs, with a progress bar over all their timesteps. A failing run does not stop the others;
+    it stays unfinished (a rerun tries it again), and so does a run cut by Ctrl-C.
 
     :param specs: the runs
     :param out: the study's output folder
-    :param workers: worker processes
+    :param workers: worker processes (``process`` backend; Ray schedules by each run's ``threads`` as CPUs)
     :param show_progress: draw a progress bar (tqdm)
+    :param backend: one of :data:`BACKENDS`
+    :param address: ``ray`` backend: the cluster to use (None: a local one; ``auto``; ``ray://host:port``)
+    :param gpus_per_run: ``ray`` backend: the GPU fraction each run asks for
     :return: the summaries of the runs done now, and the runs that failed with their error
     """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "process" and (address is not None or gpus_per_run):
+        raise ValueError("address and gpus_per_run are for the ray backend")
+    if gpus_per_run < 0:
+        raise ValueError(f"gpus_per_run must be >= 0, got {gpus_per_run!r}")
     todo = [spec for spec in specs if not is_finished(spec, out)]
+    summaries: list[dict[str, Any]] = []
     failures: list[tuple[RunSpec, BaseException]] = []
     if not todo:
-        return [], failures
-    context = get_context("spawn")  # no fork after torch has started threads
-    manager = context.Manager()
-    progress = manager.Queue()
+        return summaries, failures
     bar = None
     if show_progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=sum(spec.timesteps for spec in todo), unit="step", desc=f"{len(todo)} runs")
-    summaries = []
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures: dict[Future, RunSpec] = {pool.submit(execute, spec, out, progress): spec for spec in todo}
-        pending = set(futures)
-        while pending:
-            try:
-                _, steps = progress.get(timeout=0.5)
-                if bar is not None:
-                    bar.update(steps)
-            except Empty:
-                pass
-            for future in [f for f in pending if f.done()]:
-                pending.discard(future)
-                error = future.exception()
-                if error is None:
-                    summaries.append(future.result())
-                else:
-                    failures.append((futures[future], error))
-                if bar is not None:
-                    bar.set_postfix_str(f"{len(summaries)} done, {len(failures)} failed, of {len(todo)}")
-    if bar is not None:
-        bar.close()
-    manager.shutdown()
+
+    def on_progress(steps: int) -> None:
+        if bar is not None:
+            bar.update(steps)
+
+    def on_result(spec: RunSpec, summary: dict[str, Any] | None, error: BaseException | None) -> None:
+        if error is None:
+            assert summary is not None
+            summaries.append(summary)
+        else:
+            failures.append((spec, error))
+        if bar is not None:
+            bar.set_postfix_str(f"{len(summaries)} done, {len(failures)} failed, of {len(todo)}")
+
+    try:
+        if backend == "ray":
+            from sb3_jepa.study.ray_backend import run_on_ray
+
+            run_on_ray(todo, out, address, gpus_per_run, on_progress, on_result)
+        else:
+            _run_on_process_pool(todo, out, workers, on_progress, on_result)
+    finally:
+        if bar is not None:
+            bar.close()
     return summaries, failures
+
+
+def _run_on_process_pool(
+    todo: list[RunSpec],
+    out: Path,
+    workers: int,
+    on_progress: Callable[[int], None],
+    on_result: Callable[[RunSpec, dict[str, Any] | None, BaseException | None], None],
+) -> None:
+    """
+    :param todo: the unfinished runs
+    :param out: the study's output folder
+    :param workers: worker processes
+    :param on_progress: called with the timesteps done since the last message
+    :param on_result: called with each run's summary, or its error
+    """
+    context = get_context("spawn")  # no fork after torch has started threads
+    manager = context.Manager()
+    progress = manager.Queue()
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            futures: dict[Future, RunSpec] = {pool.submit(execute, spec, out, progress): spec for spec in todo}
+            pending = set(futures)
+            while pending:
+                try:
+                    _, steps = progress.get(timeout=0.5)
+                    on_progress(steps)
+                except Empty:
+                    pass
+                for future in [f for f in pending if f.done()]:
+                    pending.discard(future)
+                    error = future.exception()
+                    on_result(futures[future], None if error else future.result(), error)
+    finally:
+        manager.shutdown()

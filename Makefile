@@ -2,7 +2,7 @@
 PYTHON ?= python
 SOURCES = sb3_jepa sb3_jepa_zoo_hook.py setup.py tests benchmarks
 
-.PHONY: format lint type test test-fast check
+.PHONY: format lint type test test-fast docs check
 
 format:
 	$(PYTHON) -m ruff format $(SOURCES)
@@ -22,4 +22,8 @@ test:
 test-fast:
 	$(PYTHON) -m pytest -n 2 -m "not slow"
 
-check: lint type test
+# The documentation site (Sphinx, sb3-contrib's style), warnings as errors
+docs:
+	$(PYTHON) -m sphinx -W --keep-going -b html -q docs docs/_build/html
+
+check: lint type test docs

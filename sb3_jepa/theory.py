@@ -2,7 +2,7 @@
 A numeric check of the paper's Propositions 1 and 2 on small tabular MDPs, computed exactly (no sampling).
 
 Setting (Sections 4-5 of the paper): a tabular encoder ``Z[s] = E(s)`` in ``R^d``, a single linear policy head
-``pi(a|s) = softmax(W Z[s] + b)``, an action-conditioned linear world model ``W_psi(z, a) = M_a z + c_a``, and
+``pi(a|s) = softmax(W Z[s] + b)``, an action-conditioned linear world model ``W_psi(z, a) = M_a z + c_a``, and::
 
     J = J_PG + lam * J_JEPA,   J_PG = -mu^T V^pi,
     J_JEPA = sum_s rho(s) sum_a pi(a|s) sum_s' P(s'|s, a) ||W_psi(Z[s], a) - Z[s']||^2,

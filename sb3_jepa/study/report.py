@@ -6,6 +6,7 @@ The study's report: for each environment, a PNG of return, effective rank and em
 
 import csv
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +84,10 @@ def _curve(runs: list[dict[str, Any]], column: str, grid: np.ndarray) -> tuple[n
     stacked = np.vstack(series)
     count = np.sum(np.isfinite(stacked), axis=0)
     mean = np.nanmean(np.where(count > 0, stacked, 0.0), axis=0)
-    error = np.nanstd(stacked, axis=0) / np.sqrt(np.maximum(count, 1))
+    with warnings.catch_warnings():
+        # grid points before any run's first update are all-NaN columns: their error is NaN, as it should be
+        warnings.simplefilter("ignore", RuntimeWarning)
+        error = np.nanstd(stacked, axis=0) / np.sqrt(np.maximum(count, 1))
     return np.where(count > 0, mean, np.nan), error
 
 

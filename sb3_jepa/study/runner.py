@@ -17,6 +17,7 @@ import csv
 import inspect
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -243,6 +244,42 @@ def is_finished(spec: RunSpec, out: Path) -> bool:
     return (spec.directory(out) / "summary.json").exists()
 
 
+class ProgressLines:
+    """
+    tqdm's ``update``/``set_postfix_str``/``close`` as plain lines on stdout, one each ``step`` of the total (10%),
+    for output that is not a terminal, where a live bar never shows.
+
+    :param total: the total count
+    :param desc: what is counted
+    :param step: the fraction of the total between two lines
+    """
+
+    def __init__(self, total: int, desc: str, step: float = 0.1):
+        self.total, self.desc, self.step = total, desc, step
+        self.count, self.postfix, self._next = 0, "", step
+        self._printed: tuple[int, str] | None = None
+
+    def update(self, count: int) -> None:
+        self.count += count
+        if self.total > 0 and self.count / self.total >= self._next:
+            while self.count / self.total >= self._next:
+                self._next += self.step
+            self._print()
+
+    def set_postfix_str(self, postfix: str) -> None:
+        self.postfix = postfix
+
+    def close(self) -> None:
+        if self._printed != (self.count, self.postfix):
+            self._print()
+
+    def _print(self) -> None:
+        share = 100 * self.count / self.total if self.total else 100.0
+        suffix = f", {self.postfix}" if self.postfix else ""
+        print(f"{self.desc}: {share:3.0f}% ({self.count:,}/{self.total:,} steps{suffix})", flush=True)
+        self._printed = (self.count, self.postfix)
+
+
 #: How the runs are spread: a local process pool (the default, no extra dependency) or Ray tasks
 BACKENDS = ("process", "ray")
 
@@ -280,11 +317,16 @@ def run_all(
     failures: list[tuple[RunSpec, BaseException]] = []
     if not todo:
         return summaries, failures
-    bar = None
+    bar: Any = None
     if show_progress:
-        from tqdm.auto import tqdm
+        total, desc = sum(spec.timesteps for spec in todo), f"{len(todo)} runs"
+        if sys.stderr.isatty():
+            from tqdm.auto import tqdm
 
-        bar = tqdm(total=sum(spec.timesteps for spec in todo), unit="step", desc=f"{len(todo)} runs")
+            bar = tqdm(total=total, unit="step", desc=desc)
+        else:
+            # A redirected stderr (a log file, CI, a notebook's captured output) shows no live bar: print lines
+            bar = ProgressLines(total, desc)
 
     def on_progress(steps: int) -> None:
         if bar is not None:

@@ -109,7 +109,10 @@ def test_embedding_norm_needs_the_jepa_extractor():
     ("kwargs", "message"),
     [
         (dict(jepa_loss="l1"), r"jepa_loss must be one of \('mse', 'cosine'\), got 'l1'"),
-        (dict(jepa_embedding_norm="batchnorm"), "jepa_embedding_norm must be None or one of"),
+        (
+            dict(jepa_embedding_norm="batchnorm"),
+            r"jepa_embedding_norm must be one of \(None, 'layernorm', 'simnorm'\), got 'batchnorm'",
+        ),
     ],
 )
 def test_bad_options_fail_before_any_work(algo_cls, kwargs, message):

@@ -22,7 +22,7 @@ from stable_baselines3.common.torch_layers import (
 from torch import nn
 
 from sb3_jepa.common.torch_layers import SmallImageCNN, is_small_image_like
-from sb3_jepa.common.utils import accepted_keywords, check_net_arch, has_parameters
+from sb3_jepa.common.utils import accepted_keywords, check_choice, check_net_arch, has_parameters
 
 #: Hidden layers of the default encoder MLP for observations whose base extractor learns nothing (flatten).
 DEFAULT_VECTOR_ENCODER_ARCH = (64, 64)
@@ -84,9 +84,8 @@ def check_embedding_norm(embedding_norm: str | None) -> str | None:
     :param embedding_norm: the normalisation to check
     :return: ``embedding_norm``, if it is None or one of :data:`EMBEDDING_NORMS`
     """
-    if embedding_norm is not None and embedding_norm not in EMBEDDING_NORMS:
-        raise ValueError(f"jepa_embedding_norm must be None or one of {EMBEDDING_NORMS}, got {embedding_norm!r}")
-    return embedding_norm
+    # None is allowed, and named first in the message
+    return check_choice("jepa_embedding_norm", embedding_norm, (None, *EMBEDDING_NORMS))
 
 
 class SimNorm(nn.Module):

@@ -22,7 +22,7 @@ import torch as th
 import torch.nn.functional as F
 
 from sb3_jepa.common.buffers import JEPADictRolloutBufferSamples, JEPARolloutBufferSamples
-from sb3_jepa.common.utils import concat_observations, num_rows
+from sb3_jepa.common.utils import check_choice, concat_observations, num_rows
 
 if TYPE_CHECKING:
     from sb3_jepa.common.policies import JEPAPolicyMixin
@@ -48,9 +48,7 @@ def check_jepa_loss(jepa_loss: str) -> str:
     :param jepa_loss: the prediction error to check
     :return: ``jepa_loss``, if it is one of :data:`JEPA_LOSSES`
     """
-    if jepa_loss not in JEPA_LOSSES:
-        raise ValueError(f"jepa_loss must be one of {JEPA_LOSSES}, got {jepa_loss!r}")
-    return jepa_loss
+    return check_choice("jepa_loss", jepa_loss, JEPA_LOSSES)
 
 
 def check_target_mode(jepa_target: str) -> str:
@@ -58,9 +56,7 @@ def check_target_mode(jepa_target: str) -> str:
     :param jepa_target: the target mode to check
     :return: ``jepa_target``, if it is one of :data:`TARGET_MODES`
     """
-    if jepa_target not in TARGET_MODES:
-        raise ValueError(f"jepa_target must be one of {TARGET_MODES}, got {jepa_target!r}")
-    return jepa_target
+    return check_choice("jepa_target", jepa_target, TARGET_MODES)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,18 @@ def check_optional_positive_int(name: str, value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
+    """
+    :param name: the argument's name, for the error message
+    :param value: the value to check
+    :param choices: the allowed values
+    :return: ``value``, if it is one of ``choices``
+    """
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
 def check_finite_nonnegative(name: str, value: float) -> float:
     """
     :param name: the argument's name, for the error message

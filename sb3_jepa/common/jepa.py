@@ -113,11 +113,9 @@ def embedding_norm_layer(embedding_norm: str, dim: int) -> nn.Module:
     :param dim: the embedding size
     :return: the parameter-free layer
     """
-    if embedding_norm == "layernorm":
+    if check_choice("jepa_embedding_norm", embedding_norm, EMBEDDING_NORMS) == "layernorm":
         return nn.LayerNorm(dim, elementwise_affine=False)
-    if embedding_norm == "simnorm":
-        return SimNorm(dim)
-    raise ValueError(f"jepa_embedding_norm must be None or one of {EMBEDDING_NORMS}, got {embedding_norm!r}")
+    return SimNorm(dim)
 
 
 class JEPAFeaturesExtractor(BaseFeaturesExtractor):

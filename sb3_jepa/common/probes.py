@@ -10,7 +10,6 @@ to each state variable, on states the trained policy visits.
 from typing import Any
 
 import numpy as np
-import torch as th
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -110,11 +109,13 @@ def collect_states(
     for _ in range(n_steps):
         if any(state_key not in info for info in infos):
             raise NoStateError(f"The environment's infos have no {state_key!r} entry: it exposes no true state to probe")
-        with th.no_grad():
-            obs_tensor, _ = policy.obs_to_tensor(observations)
-            embeddings.append(policy.jepa_encode(obs_tensor).flatten(1).cpu().numpy())
         states.append(np.stack([np.asarray(info[state_key], dtype=np.float64).ravel() for info in infos]))
+        # The embeddings of the encoder pass predict() does anyway (the policy's one-shot capture), not a second pass
+        policy.jepa_capture_start()
         actions, _ = model.predict(observations, deterministic=deterministic)
+        captured = policy.jepa_capture_stop()
+        assert captured is not None, "predict() did not run the encoder"
+        embeddings.append(captured.batch.detach().flatten(1).cpu().numpy())
         observations, _, dones, step_infos = env.step(actions)
         reset_infos = getattr(inner, "reset_infos", None)
         # After an episode end the observation is the next episode's first: its state is in the reset info

@@ -288,6 +288,20 @@ class ActionEncoder(nn.Module):
             return th.maximum(th.minimum(actions, self.high), self.low)
         return actions
 
+    def from_env_actions(self, actions: th.Tensor) -> th.Tensor:
+        """
+        The predictor's input for actions as the environment receives them (what a planner searches over), instead
+        of as the rollout buffer stores them: the two differ only for Box actions of a squashing policy, whose buffer
+        holds ``[-1, 1]`` values that :meth:`forward` unscales.
+
+        :param actions: a batch of actions in the action space's units
+        :return: their encoding, the same as :meth:`forward` gives for the stored form of these actions
+        """
+        if isinstance(self.action_space, spaces.Box):
+            actions = actions.reshape(actions.shape[0], self.dim).float()
+            return th.maximum(th.minimum(actions, self.high), self.low)
+        return self(actions)
+
 
 class JEPAPredictor(nn.Module):
     """
@@ -313,7 +327,18 @@ class JEPAPredictor(nn.Module):
         self.net = nn.Sequential(*create_mlp(features_dim + self.action_encoder.dim, features_dim, net_arch, activation_fn))
 
     def forward(self, z: th.Tensor, actions: th.Tensor) -> th.Tensor:
-        return self.net(th.cat([z, self.action_encoder(actions)], dim=1))
+        return self.next(z, self.action_encoder(actions))
+
+    def next(self, z: th.Tensor, action_features: th.Tensor) -> th.Tensor:
+        """
+        One latent step from encoded actions (TD-MPC2's ``next``): what planners call, with one-hot, relaxed
+        (softmax) or continuous action features (see :meth:`ActionEncoder.from_env_actions`).
+
+        :param z: embeddings, shape ``(batch, dim(z))``
+        :param action_features: encoded actions, shape ``(batch, action_encoder.dim)``
+        :return: the predicted next embeddings
+        """
+        return self.net(th.cat([z, action_features], dim=1))
 
 
 def warn_if_encoder_has_no_parameters(encoder: nn.Module) -> None:

@@ -302,3 +302,18 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             for name, value in collapse_metrics(stats.last_embeddings.flatten(1)).items():
                 self.logger.record(f"jepa/{name}", value)
         stats.last_embeddings = stats.last_prediction = None
+
+    def plan(self, obs: Any, goal_obs: Any, **kwargs: Any) -> np.ndarray:
+        """
+        Plan toward a goal through the world model: ``LatentPlanner(self, **kwargs).plan(obs, goal_obs)``
+        (see :class:`sb3_jepa.planning.LatentPlanner`; for receding-horizon control, keep a planner and call its
+        ``predict``, which warm-starts each plan from the last).
+
+        :param obs: one observation, or a batch
+        :param goal_obs: the goal observation(s), the same shape as ``obs``
+        :param kwargs: the planner's arguments (``horizon``, ``method``, ``seed``, ``cost``, method options)
+        :return: the planned actions, shape ``(horizon, *action_space.shape)`` (with a leading batch axis for a batch)
+        """
+        from sb3_jepa.planning import LatentPlanner  # the planner imports this package
+
+        return LatentPlanner(self, **kwargs).plan(obs, goal_obs)

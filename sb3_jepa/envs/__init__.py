@@ -3,6 +3,8 @@ Pixel testbeds, registered as gymnasium ids when ``sb3_jepa`` is imported:
 
 - ``PixelCartPole-v1``: CartPole-v1 from 84x84 grayscale frames (``gym.make("PixelCartPole-v1", rgb=True)`` for
   RGB, ``size=`` for another resolution). Stack frames with ``VecFrameStack``.
+- ``TwoRooms-v0`` and ``TwoRoomsDiscrete-v0``: PLDM's goal-reaching task from 64x64 pixels (agent, walls and goal
+  channels), with 2-D displacement or 9 discrete actions, 200-step episodes (see :mod:`sb3_jepa.envs.two_rooms`).
 - ``MinAtar/<Game>-v1``: the MinAtar games, when the optional ``minatar`` package is installed (its ids are
   registered here if MinAtar has not done it).
 """
@@ -10,8 +12,13 @@ Pixel testbeds, registered as gymnasium ids when ``sb3_jepa`` is imported:
 import gymnasium as gym
 
 from sb3_jepa.envs.pixel_cartpole import PixelCartPoleEnv
+from sb3_jepa.envs.two_rooms import TwoRoomsEnv
 
 PIXEL_CARTPOLE_ID = "PixelCartPole-v1"
+TWO_ROOMS_ID = "TwoRooms-v0"
+TWO_ROOMS_DISCRETE_ID = "TwoRoomsDiscrete-v0"
+#: PLDM's episode length
+TWO_ROOMS_STEPS = 200
 
 
 def register_envs() -> None:
@@ -23,6 +30,14 @@ def register_envs() -> None:
             max_episode_steps=500,
             reward_threshold=475.0,
         )
+    for env_id, kwargs in ((TWO_ROOMS_ID, {}), (TWO_ROOMS_DISCRETE_ID, dict(discrete=True))):
+        if env_id not in gym.registry:
+            gym.register(
+                id=env_id,
+                entry_point="sb3_jepa.envs.two_rooms:TwoRoomsEnv",
+                max_episode_steps=TWO_ROOMS_STEPS,
+                kwargs=kwargs,
+            )
     if not any(env_id.startswith("MinAtar/") for env_id in gym.registry):
         try:
             import minatar.gym
@@ -31,4 +46,12 @@ def register_envs() -> None:
         minatar.gym.register_envs()
 
 
-__all__ = ["PIXEL_CARTPOLE_ID", "PixelCartPoleEnv", "register_envs"]
+__all__ = [
+    "PIXEL_CARTPOLE_ID",
+    "TWO_ROOMS_DISCRETE_ID",
+    "TWO_ROOMS_ID",
+    "TWO_ROOMS_STEPS",
+    "PixelCartPoleEnv",
+    "TwoRoomsEnv",
+    "register_envs",
+]

@@ -1,0 +1,245 @@
+"""
+Two Rooms from pixels (PLDM's goal-reaching testbed, Sobal et al. 2025), drawn with numpy.
+
+A point agent moves in a square arena split by a middle wall with a door. The observation is a ``size x size`` image
+with three channels (channels last, uint8): the agent as a Gaussian dot, the walls, and the goal as a Gaussian dot.
+Every episode draws a start and a goal, in the same room or in opposite rooms.
+
+Geometry at the default ``size=64`` (PLDM's): a border wall 2 px thick, a middle wall at columns 31-33 (x = 32, width
+3) with a door of 10 px (rows 27-36), a dot of std 1.3 px, moves of at most 2.45 px, 200-step episodes, success when
+the agent is within 4.5 px of the goal. Positions are continuous ``(x, y)`` in pixels; pixel ``(row, col)`` covers
+``[col, col + 1) x [row, row + 1)``, so the agent at ``(x, y)`` stands on pixel ``(int(y), int(x))``.
+
+Motion: a move goes in :data:`SUBSTEPS` equal parts and stops before the first part that would end on a wall pixel,
+so walls block (a move never crosses a wall, the border included) and the door lets the agent through.
+
+Reward (the RL task; the planner never sees it): the decrease of the geodesic distance to the goal (the shortest
+path through the door when start and goal are in opposite rooms), in units of the largest move, plus
+:data:`SUCCESS_BONUS` when the goal is reached, which ends the episode. A dense, shaped reward keeps a PPO run within
+minutes on these 2-core machines; the geodesic (not the straight-line) distance makes the cross-room task learnable
+without rewarding walks into the wall.
+"""
+
+from typing import Any
+
+import numpy as np
+from gymnasium import Env, spaces
+
+#: Parts each move is split into when checking walls (at most 2.45 / 4 = 0.61 px each: no wall can be jumped)
+SUBSTEPS = 4
+#: Reward for reaching the goal (the episode ends there)
+SUCCESS_BONUS = 10.0
+#: What ``reset(options={"layout": ...})`` accepts: start and goal in the same room, in opposite rooms, or either
+LAYOUTS = ("same", "cross", "any")
+
+
+class TwoRoomsEnv(Env):
+    """
+    The pixel Two Rooms task: reach the goal dot, through the door when it is in the other room.
+
+    ``info`` has ``state`` (``[x, y, goal_x, goal_y]``, the true positions, for probes and planning evaluation),
+    ``distance`` (straight-line, px), ``is_success`` and ``cross_room``. ``goal_observation()`` is the image with the
+    agent at the goal (what a goal-conditioned planner encodes as its target).
+
+    :param size: image height and width in pixels (the geometry scales with it; PLDM's is 64)
+    :param discrete: ``Discrete(9)`` actions (no-op, then 8 moves of the largest length at 45 degree steps, starting
+        east and turning towards +y) instead of a ``Box([-1, 1]^2)`` displacement
+    :param layout: where starts and goals are drawn: one of :data:`LAYOUTS` (``any``: opposite rooms half the time)
+    :param max_step: the largest move in pixels (at ``size=64``; scaled with ``size``). A Box action ``a`` moves by
+        ``a * max_step / sqrt(2)``, so ``(1, 1)`` moves ``max_step`` diagonally
+    :param dot_std: the dots' standard deviation in pixels (at ``size=64``)
+    :param success_distance: the goal is reached within this many pixels (at ``size=64``)
+    :param door_width: the door's height in pixels (at ``size=64``)
+    :param render_mode: gymnasium's render mode (``"rgb_array"`` returns the observation)
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
+
+    def __init__(
+        self,
+        size: int = 64,
+        discrete: bool = False,
+        layout: str = "any",
+        max_step: float = 2.45,
+        dot_std: float = 1.3,
+        success_distance: float = 4.5,
+        door_width: float = 10.0,
+        render_mode: str | None = None,
+    ):
+        if not isinstance(size, int) or size < 16:
+            raise ValueError(f"size must be an int >= 16 (pixels), got {size!r}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        for name, value in dict(max_step=max_step, dot_std=dot_std, success_distance=success_distance).items():
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0 (pixels at size 64), got {value!r}")
+        if not 0 < door_width < 60:
+            raise ValueError(f"door_width must be in (0, 60) (pixels at size 64), got {door_width!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.size, self.discrete, self.layout, self.render_mode = size, discrete, layout, render_mode
+        scale = size / 64
+        self.max_step = max_step * scale
+        self.dot_std = dot_std * scale
+        self.success_distance = success_distance * scale
+        # Walls: the border, and the middle wall (3 columns at 64 px) with the door centred on it
+        self.border = max(1, round(2 * scale))
+        self.wall_left, self.wall_right = round(31 * scale), round(34 * scale)  # columns [31, 34) at 64 px
+        half_door = door_width * scale / 2
+        self.door_low, self.door_high = round(size / 2 - half_door), round(size / 2 + half_door)  # rows [27, 37)
+        walls = np.zeros((size, size), dtype=bool)
+        walls[: self.border], walls[-self.border :], walls[:, : self.border], walls[:, -self.border :] = (True,) * 4
+        walls[:, self.wall_left : self.wall_right] = True
+        walls[self.door_low : self.door_high, self.wall_left : self.wall_right] = False
+        self.walls = walls
+        self._walls_channel = np.where(walls, 255, 0).astype(np.uint8)
+        self._grid = np.arange(size) + 0.5  # pixel centres
+        self.observation_space = spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)
+        self.action_space: spaces.Space
+        if discrete:
+            self.action_space = spaces.Discrete(9)
+            angles = np.arange(8) * np.pi / 4
+            moves = np.stack([np.cos(angles), np.sin(angles)], axis=1) * self.max_step
+            self.moves = np.concatenate([np.zeros((1, 2)), moves]).astype(np.float64)
+        else:
+            self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+        self.position = np.zeros(2)
+        self.goal = np.zeros(2)
+        self._goal_channel = np.zeros((size, size), dtype=np.uint8)
+
+    # -- geometry ---------------------------------------------------------------------------------------------------
+
+    def is_free(self, position: np.ndarray) -> bool:
+        """:return: whether ``(x, y)`` lies inside the arena on a pixel that is not a wall"""
+        x, y = position
+        if not (0 <= x < self.size and 0 <= y < self.size):
+            return False
+        return not self.walls[int(y), int(x)]
+
+    def room(self, position: np.ndarray) -> int:
+        """:return: 0 for the left room, 1 for the right one (the door's columns count as the left room)"""
+        return int(position[0] >= self.wall_right)
+
+    def room_bounds(self, room: int, margin: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+        """
+        :param room: 0 (left) or 1 (right)
+        :param margin: distance to keep from the walls, in pixels (at size 64)
+        :return: the lowest and highest ``(x, y)`` of the positions drawn in that room
+        """
+        margin = margin * self.size / 64
+        low_x, high_x = (self.border, self.wall_left) if room == 0 else (self.wall_right, self.size - self.border)
+        low = np.array([low_x + margin, self.border + margin])
+        high = np.array([high_x - margin, self.size - self.border - margin])
+        return low, high
+
+    def geodesic_distance(self, position: np.ndarray, goal: np.ndarray) -> float:
+        """
+        The length of the shortest path from ``position`` to ``goal``: straight when both are in the same room,
+        otherwise through the door, whose opening is treated as a segment on the wall's centre line (the wall's
+        3 px are ignored). Through a segment, the shortest path crosses it where the straight line does, clipped
+        to the segment (the sum of two distances is convex along it).
+
+        Example (64 px): from (16, 10) to (48, 10), the straight line crosses x = 32.5 at y = 10, outside the door
+        (rows 27-37): clipped to y = 27.5, the path is 2 * sqrt(16.5^2 + 17.5^2) = 48.1 px, not 32.
+        """
+        if self.room(position) == self.room(goal):
+            return float(np.linalg.norm(goal - position))
+        door_x = (self.wall_left + self.wall_right) / 2
+        dx_total = goal[0] - position[0]
+        t = (door_x - position[0]) / dx_total
+        cross_y = position[1] + t * (goal[1] - position[1])
+        door = np.array([door_x, np.clip(cross_y, self.door_low + 0.5, self.door_high - 0.5)])
+        return float(np.linalg.norm(door - position) + np.linalg.norm(goal - door))
+
+    def displacement(self, action: Any) -> np.ndarray:
+        """:return: the move an action asks for, in pixels (before walls)"""
+        if self.discrete:
+            return self.moves[int(action)]
+        action = np.clip(np.asarray(action, dtype=np.float64).reshape(2), -1.0, 1.0)
+        return action * self.max_step / np.sqrt(2)
+
+    def move(self, position: np.ndarray, displacement: np.ndarray) -> np.ndarray:
+        """:return: where a move from ``position`` ends: before the first of its :data:`SUBSTEPS` parts on a wall"""
+        for part in range(1, SUBSTEPS + 1):
+            candidate = position + displacement * part / SUBSTEPS
+            if not self.is_free(candidate):
+                return position + displacement * (part - 1) / SUBSTEPS
+        return position + displacement
+
+    # -- pictures ---------------------------------------------------------------------------------------------------
+
+    def _dot(self, position: np.ndarray) -> np.ndarray:
+        column = np.exp(-((self._grid - position[0]) ** 2) / (2 * self.dot_std**2))
+        row = np.exp(-((self._grid - position[1]) ** 2) / (2 * self.dot_std**2))
+        return np.round(255 * np.outer(row, column)).astype(np.uint8)
+
+    def _image(self, agent: np.ndarray) -> np.ndarray:
+        return np.stack([self._dot(agent), self._walls_channel, self._goal_channel], axis=2)
+
+    def goal_observation(self) -> np.ndarray:
+        """:return: the observation the agent would see standing on the goal (the planner's target)"""
+        return self._image(self.goal)
+
+    def observation_at(self, position: np.ndarray) -> np.ndarray:
+        """:return: the observation with the agent at ``position`` and this episode's goal"""
+        return self._image(np.asarray(position, dtype=np.float64))
+
+    # -- the gymnasium API ------------------------------------------------------------------------------------------
+
+    def _info(self) -> dict[str, Any]:
+        distance = float(np.linalg.norm(self.goal - self.position))
+        return dict(
+            state=np.concatenate([self.position, self.goal]).astype(np.float32),
+            distance=distance,
+            is_success=distance < self.success_distance,
+            cross_room=self.room(self.position) != self.room(self.goal),
+        )
+
+    def _draw(self, room: int) -> np.ndarray:
+        low, high = self.room_bounds(room)
+        return self.np_random.uniform(low, high)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """
+        :param seed: the episode generator's seed
+        :param options: ``layout`` (one of :data:`LAYOUTS`, this episode only), or ``start`` and ``goal`` as
+            ``(x, y)`` pixel positions on free pixels (fixed evaluation pairs)
+        """
+        super().reset(seed=seed)
+        options = dict(options or {})
+        if "start" in options or "goal" in options:
+            if "start" not in options or "goal" not in options:
+                raise ValueError("reset options 'start' and 'goal' go together")
+            start, goal = (np.asarray(options[key], dtype=np.float64).reshape(2) for key in ("start", "goal"))
+            for name, point in (("start", start), ("goal", goal)):
+                if not self.is_free(point):
+                    raise ValueError(f"reset option {name}={point.tolist()} is not a free position of the arena")
+        else:
+            layout = options.get("layout", self.layout)
+            if layout not in LAYOUTS:
+                raise ValueError(f"reset option layout must be one of {LAYOUTS}, got {layout!r}")
+            if layout == "any":
+                layout = "cross" if self.np_random.random() < 0.5 else "same"
+            while True:
+                start_room = int(self.np_random.integers(2))
+                start = self._draw(start_room)
+                goal = self._draw(start_room if layout == "same" else 1 - start_room)
+                # Never start on the goal: at least twice the success distance apart
+                if np.linalg.norm(goal - start) >= 2 * self.success_distance:
+                    break
+        self.position, self.goal = start, goal
+        self._goal_channel = self._dot(goal)
+        return self._image(self.position), self._info()
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        before = self.geodesic_distance(self.position, self.goal)
+        self.position = self.move(self.position, self.displacement(action))
+        after = self.geodesic_distance(self.position, self.goal)
+        info = self._info()
+        reward = (before - after) / self.max_step + (SUCCESS_BONUS if info["is_success"] else 0.0)
+        return self._image(self.position), float(reward), bool(info["is_success"]), False, info
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        if self.render_mode != "rgb_array":
+            return None
+        return self._image(self.position)

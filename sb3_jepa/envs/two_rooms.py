@@ -139,8 +139,9 @@ class TwoRoomsEnv(Env):
         3 px are ignored). Through a segment, the shortest path crosses it where the straight line does, clipped
         to the segment (the sum of two distances is convex along it).
 
-        Example (64 px): from (16, 10) to (48, 10), the straight line crosses x = 32.5 at y = 10, outside the door
-        (rows 27-37): clipped to y = 27.5, the path is 2 * sqrt(16.5^2 + 17.5^2) = 48.1 px, not 32.
+        Example (64 px): from (16, 10) to (48, 10), the straight line crosses the wall's centre x = 32.5 at y = 10,
+        outside the door (rows 27-36): clipped to y = 27.5, the path is sqrt(16.5^2 + 17.5^2) + sqrt(15.5^2 + 17.5^2)
+        = 47.4 px, not 32.
         """
         if self.room(position) == self.room(goal):
             return float(np.linalg.norm(goal - position))

@@ -46,6 +46,30 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+def check_options(method: str, options: dict[str, Any]) -> dict[str, Any]:
+    """
+    :param method: one of :data:`METHODS`
+    :param options: some of the method's options
+    :return: all of its options: the defaults of :data:`METHOD_DEFAULTS`, updated with ``options``
+    """
+    check_choice("method", method, METHODS)
+    unknown = sorted(set(options) - set(METHOD_DEFAULTS[method]))
+    if unknown:
+        raise ValueError(f"Unknown option(s) {unknown} for method {method!r}; it takes {sorted(METHOD_DEFAULTS[method])}")
+    options = {**METHOD_DEFAULTS[method], **options}
+    for name in ("n_samples", "n_iterations", "n_elites", "max_sequences", "chunk_size"):
+        if name in options:
+            check_positive_int(name, options[name])
+    if method == "cem" and options["n_elites"] > options["n_samples"]:
+        raise ValueError(f"n_elites must be <= n_samples, got {options['n_elites']} > {options['n_samples']}")
+    for name in ("init_std", "min_std", "temperature", "lr"):
+        if name in options and not options[name] > 0:
+            raise ValueError(f"{name} must be > 0, got {options[name]!r}")
+    if "smoothing" in options and not 0 <= options["smoothing"] < 1:
+        raise ValueError(f"smoothing must be in [0, 1), got {options['smoothing']!r}")
+    return options
+
+
 class LatentPlanner:
     """
     Goal-reaching by search through a trained JEPA's world model: ``E`` encodes, ``W`` predicts, and the cost of an
@@ -83,11 +107,7 @@ class LatentPlanner:
         self.method = check_choice("method", method, METHODS)
         self.cost = check_choice("cost", cost, COSTS)
         self.replan_every = check_positive_int("replan_every", replan_every)
-        unknown = sorted(set(options) - set(METHOD_DEFAULTS[method]))
-        if unknown:
-            raise ValueError(f"Unknown option(s) {unknown} for method {method!r}; it takes {sorted(METHOD_DEFAULTS[method])}")
-        self.options = {**METHOD_DEFAULTS[method], **options}
-        self._check_options()
+        self.options = check_options(method, options)
         policy = model.policy if isinstance(model, BaseAlgorithm) else model
         predictor = getattr(policy, "jepa_predictor", None)
         if not (hasattr(policy, "jepa_encode") and isinstance(predictor, JEPAPredictor)):
@@ -120,18 +140,6 @@ class LatentPlanner:
         self._played = 0
 
     # -- arguments --------------------------------------------------------------------------------------------------
-
-    def _check_options(self) -> None:
-        for name in ("n_samples", "n_iterations", "n_elites", "max_sequences", "chunk_size"):
-            if name in self.options:
-                check_positive_int(name, self.options[name])
-        if self.method == "cem" and self.options["n_elites"] > self.options["n_samples"]:
-            raise ValueError(f"n_elites must be <= n_samples, got {self.options['n_elites']} > {self.options['n_samples']}")
-        for name in ("init_std", "min_std", "temperature", "lr"):
-            if name in self.options and not self.options[name] > 0:
-                raise ValueError(f"{name} must be > 0, got {self.options[name]!r}")
-        if "smoothing" in self.options and not 0 <= self.options["smoothing"] < 1:
-            raise ValueError(f"smoothing must be in [0, 1), got {self.options['smoothing']!r}")
 
     def _check_action_space(self) -> None:
         space = self.action_space

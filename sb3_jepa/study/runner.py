@@ -252,10 +252,11 @@ class ProgressLines:
     :param total: the total count
     :param desc: what is counted
     :param step: the fraction of the total between two lines
+    :param unit: what one count is
     """
 
-    def __init__(self, total: int, desc: str, step: float = 0.1):
-        self.total, self.desc, self.step = total, desc, step
+    def __init__(self, total: int, desc: str, step: float = 0.1, unit: str = "steps"):
+        self.total, self.desc, self.step, self.unit = total, desc, step, unit
         self.count, self.postfix, self._next = 0, "", step
         self._printed: tuple[int, str] | None = None
 
@@ -276,8 +277,23 @@ class ProgressLines:
     def _print(self) -> None:
         share = 100 * self.count / self.total if self.total else 100.0
         suffix = f", {self.postfix}" if self.postfix else ""
-        print(f"{self.desc}: {share:3.0f}% ({self.count:,}/{self.total:,} steps{suffix})", flush=True)
+        print(f"{self.desc}: {share:3.0f}% ({self.count:,}/{self.total:,} {self.unit}{suffix})", flush=True)
         self._printed = (self.count, self.postfix)
+
+
+def progress_bar(total: int, desc: str, unit: str = "step") -> Any:
+    """
+    :param total: the total count
+    :param desc: what is counted
+    :param unit: what one count is
+    :return: a tqdm bar on a terminal; :class:`ProgressLines` otherwise (a redirected stderr, such as a log file,
+        CI or a notebook's captured output, shows no live bar)
+    """
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, unit=unit, desc=desc)
+    return ProgressLines(total, desc, unit=f"{unit}s")
 
 
 #: How the runs are spread: a local process pool (the default, no extra dependency) or Ray tasks
@@ -317,16 +333,7 @@ def run_all(
     failures: list[tuple[RunSpec, BaseException]] = []
     if not todo:
         return summaries, failures
-    bar: Any = None
-    if show_progress:
-        total, desc = sum(spec.timesteps for spec in todo), f"{len(todo)} runs"
-        if sys.stderr.isatty():
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, unit="step", desc=desc)
-        else:
-            # A redirected stderr (a log file, CI, a notebook's captured output) shows no live bar: print lines
-            bar = ProgressLines(total, desc)
+    bar = progress_bar(sum(spec.timesteps for spec in todo), f"{len(todo)} runs") if show_progress else None
 
     def on_progress(steps: int) -> None:
         if bar is not None:
@@ -347,33 +354,38 @@ def run_all(
 
             run_on_ray(todo, out, address, gpus_per_run, on_progress, on_result)
         else:
-            _run_on_process_pool(todo, out, workers, on_progress, on_result)
+            run_on_process_pool(execute, todo, out, workers, on_progress, on_result)
     finally:
         if bar is not None:
             bar.close()
     return summaries, failures
 
 
-def _run_on_process_pool(
-    todo: list[RunSpec],
+def run_on_process_pool(
+    function: Callable[[Any, Path, Any], Any],
+    todo: list[Any],
     out: Path,
     workers: int,
     on_progress: Callable[[int], None],
-    on_result: Callable[[RunSpec, dict[str, Any] | None, BaseException | None], None],
+    on_result: Callable[[Any, Any, BaseException | None], None],
 ) -> None:
     """
-    :param todo: the unfinished runs
-    :param out: the study's output folder
+    Call ``function(task, out, progress_queue)`` for every task on worker processes (the study's runs, the planning
+    evaluation's models), passing on progress messages and results as they come.
+
+    :param function: a picklable module-level function; its progress queue receives ``(key, count)`` pairs
+    :param todo: the tasks
+    :param out: the output folder
     :param workers: worker processes
-    :param on_progress: called with the timesteps done since the last message
-    :param on_result: called with each run's summary, or its error
+    :param on_progress: called with the count of each progress message (timesteps, episodes)
+    :param on_result: called with each task, and its result or its error
     """
     context = get_context("spawn")  # no fork after torch has started threads
     manager = context.Manager()
     progress = manager.Queue()
     try:
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures: dict[Future, RunSpec] = {pool.submit(execute, spec, out, progress): spec for spec in todo}
+            futures: dict[Future, Any] = {pool.submit(function, task, out, progress): task for task in todo}
             pending = set(futures)
             while pending:
                 try:

@@ -233,6 +233,10 @@ class TwoRoomsEnv(Env):
         return self._image(self.position), self._info()
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        """
+        :param action: a displacement in ``[-1, 1]^2`` (Box) or a move index (Discrete)
+        :return: gymnasium's ``(obs, reward, terminated, truncated, info)``; terminated when the goal is reached
+        """
         before = self.geodesic_distance(self.position, self.goal)
         self.position = self.move(self.position, self.displacement(action))
         after = self.geodesic_distance(self.position, self.goal)
@@ -241,6 +245,7 @@ class TwoRoomsEnv(Env):
         return self._image(self.position), float(reward), bool(info["is_success"]), False, info
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]
+        """:return: the observation (``render_mode="rgb_array"``), else None"""
         if self.render_mode != "rgb_array":
             return None
         return self._image(self.position)

@@ -15,7 +15,7 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from sb3_jepa import A2CJEPA, PPOJEPA
 from sb3_jepa.common.jepa import JEPAPredictor
 from sb3_jepa.planning import METHODS, LatentPlanner
-from sb3_jepa.planning.planner import _sequence_digits
+from sb3_jepa.planning.planner import _sequence_digits, _shift
 
 BOX = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
 DISCRETE = spaces.Discrete(5)  # no-op, +x, -x, +y, -y
@@ -38,10 +38,13 @@ class PointMass(gym.Env):
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        return np.zeros(2, dtype=np.float32), {}
+        self.position = np.zeros(2, dtype=np.float32)
+        return self.position.copy(), {}
 
     def step(self, action):
-        return np.zeros(2, dtype=np.float32), 0.0, False, False, {}
+        kind = next(name for name, space in SPACES.items() if space == self.action_space)
+        self.position = (self.position + final_latent(kind, np.asarray(action)[None])).astype(np.float32)
+        return self.position.copy(), 0.0, False, False, {}
 
 
 class AdditivePredictor(JEPAPredictor):
@@ -145,6 +148,15 @@ def test_sequence_digits_numbering():
     assert len({tuple(row) for row in digits}) == 36
 
 
+def test_warm_start_shift():
+    # The docstring's example: horizon 4 for steps t..t+3, 2 played: the next search starts from (t+2, t+3, t+3, t+3)
+    plan = th.tensor([[[0.0], [1.0], [2.0], [3.0]]])
+    np.testing.assert_array_equal(_shift(plan, 2)[0, :, 0].numpy(), [2, 3, 3, 3])
+    probabilities = [th.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]])]
+    np.testing.assert_array_equal(_shift(probabilities, 1)[0][0].numpy(), [[0, 1], [1, 0], [0.5, 0.5]])
+    assert _shift(plan, 4) is None and _shift(probabilities, 3) is None
+
+
 @pytest.mark.parametrize("kind", SPACES)
 def test_batch_and_single_shapes(kind):
     planner = LatentPlanner(point_mass_model(kind), horizon=3, method="cem", seed=0, n_iterations=2)
@@ -194,6 +206,20 @@ def test_predict_replans_every_k_steps_and_warm_starts():
     # An episode start forgets the plan
     planner.predict(obs, goal, episode_start=np.array([True]))
     assert planner._played == 1
+
+
+@pytest.mark.parametrize("kind, method", [("box", "cem"), ("box", "mppi"), ("box", "grad"), ("discrete", "cem")])
+def test_predict_drives_the_point_mass_to_the_goal(kind, method):
+    # Closed loop with the real (point-mass) environment: receding horizon, replanning every 2 steps, warm-started
+    env = PointMass(SPACES[kind])
+    obs, _ = env.reset()
+    planner = LatentPlanner(point_mass_model(kind), horizon=4, method=method, seed=0, replan_every=2)
+    goal = np.array([5.0, -3.0], dtype=np.float32)  # 5 steps away at least: more than one horizon
+    for _ in range(12):
+        action, _ = planner.predict(obs, goal)
+        assert SPACES[kind].contains(action)
+        obs, *_ = env.step(action)
+    assert np.linalg.norm(obs - goal) < 0.3, obs
 
 
 def test_reference_obs_makes_the_plan_independent_of_the_embedding_scale():

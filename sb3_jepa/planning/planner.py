@@ -253,8 +253,9 @@ class LatentPlanner:
         episode_start: np.ndarray | None = None,
     ) -> tuple[np.ndarray, None]:
         """
-        Receding-horizon control: plan (starting from the previous plan shifted by one step), play its first action;
-        with ``replan_every=k``, play the plan's next actions for ``k - 1`` more steps before planning again.
+        Receding-horizon control: plan, play the plan's first action; with ``replan_every=k``, play its next actions
+        for ``k - 1`` more steps, then plan again, starting the search from the previous plan shifted by the ``k``
+        actions played (the warm start).
 
         :param obs: one observation, or a batch (one per environment of a VecEnv)
         :param goal_obs: the goal observation(s), the same shape as ``obs``
@@ -266,7 +267,8 @@ class LatentPlanner:
             self.reset()
         single = not self.policy.obs_to_tensor(obs)[1]
         if self._plan is None or self._played >= min(self.replan_every, self.horizon):
-            plan, self._warm = self._search(obs, goal_obs, warm=self._warm)
+            warm = None if self._warm is None else _shift(self._warm, self._played)
+            plan, self._warm = self._search(obs, goal_obs, warm=warm)
             self._plan = plan[None] if single else plan
             self._played = 0
         assert self._plan is not None
@@ -303,22 +305,21 @@ class LatentPlanner:
     # -- sampling methods (cem, mppi) -------------------------------------------------------------------------------
 
     def _initial_distribution(self, batch: int, warm: Any) -> Any:
-        """Box: (mean, std) of shape (batch, horizon, action_dim); discrete: probabilities per dimension."""
+        """
+        Box: (mean, std) of shape (batch, horizon, action_dim); discrete: probabilities per dimension.
+
+        :param warm: the previous search's result, already shifted to this plan's steps (see :func:`_shift`): the
+            Box mean (the std starts wide again, so the search can still change its mind), or the discrete
+            probabilities (mixed half and half with uniform, for the same reason)
+        """
         if isinstance(self.action_space, spaces.Box):
             low, high = self._box_bounds()
             mean = ((low + high) / 2).expand(batch, self.horizon, -1).clone()
             std = (self.options["init_std"] * (high - low) / 2).expand(batch, self.horizon, -1).clone()
-            if warm is not None:
-                # The previous plan shifted by one step; its last step repeated
-                mean = th.cat([warm[0][:, 1:], warm[0][:, -1:]], dim=1)
-            return mean, std
-        probabilities = [th.full((batch, self.horizon, n), 1.0 / n, device=self.device) for n in self._categories]
+            return (mean if warm is None else warm.clone()), std
         if warm is not None:
-            # Shifted by one step, and mixed half and half with uniform so that the search can still change its mind
-            probabilities = [
-                0.5 * th.cat([p[:, 1:], th.full_like(p[:, -1:], 1.0 / p.shape[-1])], dim=1) + 0.5 / p.shape[-1] for p in warm
-            ]
-        return probabilities
+            return [0.5 * p + 0.5 / p.shape[-1] for p in warm]
+        return [th.full((batch, self.horizon, n), 1.0 / n, device=self.device) for n in self._categories]
 
     def _box_bounds(self) -> tuple[th.Tensor, th.Tensor]:
         low = th.as_tensor(self.action_space.low, dtype=th.float32, device=self.device).flatten()
@@ -409,7 +410,7 @@ class LatentPlanner:
     def _warm_from(self, best_actions: th.Tensor, distribution: Any) -> Any:
         """The next search starts around the plan returned (Box: its actions as the mean; discrete: the refit)"""
         if isinstance(self.action_space, spaces.Box):
-            return best_actions.reshape(*best_actions.shape[:2], -1), distribution[1]
+            return best_actions.reshape(*best_actions.shape[:2], -1)
         return distribution
 
     def _cem(self, z: th.Tensor, z_goal: th.Tensor, warm: Any) -> tuple[th.Tensor, Any]:
@@ -448,11 +449,9 @@ class LatentPlanner:
             low, high = self._box_bounds()
             center, half = (low + high) / 2, (high - low) / 2
             if warm is not None:
-                shifted = th.cat([warm[:, 1:], warm[:, -1:]], dim=1)
-                ratio = ((shifted - center) / half).clamp(-0.999, 0.999)
-                u[:, 0] = th.atanh(ratio)
+                u[:, 0] = th.atanh(((warm - center) / half).clamp(-0.999, 0.999))
         elif warm is not None:
-            u[:, 0] = th.cat([warm[:, 1:], warm[:, -1:]], dim=1)
+            u[:, 0] = warm
         u.requires_grad_(True)
         optimizer = th.optim.Adam([u], lr=self.options["lr"])
         # W's weights are not trained here: only u is in the optimizer, and the graph is freed every iteration
@@ -511,6 +510,29 @@ class LatentPlanner:
         return self._to_actions(_sequence_digits(best_index, self.horizon, self._categories)), None
 
 
+def _shift(warm: Any, played: int) -> Any:
+    """
+    Align a search's result with the next plan, ``played`` actions later: drop the first ``played`` steps and fill
+    the end (Box means and ``grad``'s parameters: the last step repeated; discrete probabilities: uniform).
+
+    Example: a plan of horizon 4 for steps (t, t+1, t+2, t+3), 2 actions played: the next plan covers
+    (t+2, ..., t+5) and starts from steps (t+2, t+3, t+3, t+3).
+
+    :param warm: a tensor ``(batch, horizon, ...)`` or a list of probability tensors ``(batch, horizon, n)``
+    :param played: the actions played since that search, >= 1
+    :return: the shifted warm start, or None when every planned step was played
+    """
+    if isinstance(warm, list):
+        horizon = warm[0].shape[1]
+        if played >= horizon:
+            return None
+        return [th.cat([p[:, played:], th.full_like(p[:, :played], 1.0 / p.shape[-1])], dim=1) for p in warm]
+    horizon = warm.shape[1]
+    if played >= horizon:
+        return None
+    return th.cat([warm[:, played:], warm[:, -1:].expand(-1, played, *warm.shape[2:])], dim=1)
+
+
 def _sequence_digits(index: th.Tensor, horizon: int, categories: list[int]) -> th.Tensor:
     """
     The sequences numbered by ``index`` in lexicographic order: one joint action per step (``prod(categories)``
@@ -551,7 +573,7 @@ def _batch_size(obs: Any, policy: Any) -> int:
 
 
 def _warm_batch(warm: Any) -> int:
-    first = warm[0] if isinstance(warm, (tuple, list)) else warm
+    first = warm[0] if isinstance(warm, list) else warm
     return int(first.shape[0])
 
 

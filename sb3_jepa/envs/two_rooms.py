@@ -105,6 +105,7 @@ class TwoRoomsEnv(Env):
             self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
         self.position = np.zeros(2)
         self.goal = np.zeros(2)
+        self._geodesic = 0.0
         self._goal_channel = np.zeros((size, size), dtype=np.uint8)
 
     # -- geometry ---------------------------------------------------------------------------------------------------
@@ -229,6 +230,7 @@ class TwoRoomsEnv(Env):
                 if np.linalg.norm(goal - start) >= 2 * self.success_distance:
                     break
         self.position, self.goal = start, goal
+        self._geodesic = self.geodesic_distance(start, goal)  # the next step's "before"
         self._goal_channel = self._dot(goal)
         return self._image(self.position), self._info()
 
@@ -237,9 +239,9 @@ class TwoRoomsEnv(Env):
         :param action: a displacement in ``[-1, 1]^2`` (Box) or a move index (Discrete)
         :return: gymnasium's ``(obs, reward, terminated, truncated, info)``; terminated when the goal is reached
         """
-        before = self.geodesic_distance(self.position, self.goal)
+        before = self._geodesic
         self.position = self.move(self.position, self.displacement(action))
-        after = self.geodesic_distance(self.position, self.goal)
+        after = self._geodesic = self.geodesic_distance(self.position, self.goal)
         info = self._info()
         reward = (before - after) / self.max_step + (SUCCESS_BONUS if info["is_success"] else 0.0)
         return self._image(self.position), float(reward), bool(info["is_success"]), False, info

@@ -127,6 +127,17 @@ class LatentPlanner:
         self.action_space: Any = policy.action_space
         self._check_action_space()
         self.device = policy.device
+        # Derived from the action space once: the sampling loop reads them every iteration (no host-device copy there)
+        self._categories: list[int] = []
+        space: Any = self.action_space
+        if isinstance(space, spaces.Box):
+            self._low = th.as_tensor(space.low, dtype=th.float32, device=self.device).flatten()
+            self._high = th.as_tensor(space.high, dtype=th.float32, device=self.device).flatten()
+        else:
+            discrete = isinstance(space, spaces.Discrete)
+            self._categories = [int(space.n)] if discrete else [int(n) for n in space.nvec]
+            start = getattr(space, "start", 0)
+            self._starts = th.as_tensor(np.asarray(start).reshape(-1), device=self.device)
         self.generator = th.Generator(device=self.device)
         self.generator.manual_seed(int(seed) if seed is not None else int(th.randint(2**62, (1,)).item()))
         self.scale: th.Tensor | None = None
@@ -211,26 +222,14 @@ class LatentPlanner:
         flat = actions.reshape(-1, *self.action_space.shape) if self.action_space.shape else actions.reshape(-1)
         return self.predictor.action_encoder.from_env_actions(flat).reshape(*lead, -1)
 
-    @property
-    def _categories(self) -> list[int]:
-        """The number of choices of each discrete action dimension"""
-        if isinstance(self.action_space, spaces.Discrete):
-            return [int(self.action_space.n)]
-        return [int(n) for n in self.action_space.nvec]
-
-    @property
-    def _starts(self) -> th.Tensor:
-        start = getattr(self.action_space, "start", 0)
-        return th.as_tensor(np.asarray(start).reshape(-1), device=self.device)
-
     def _to_actions(self, indices: th.Tensor) -> th.Tensor:
         """Category indices ``(..., n_dims)`` to env actions (Discrete: no trailing axis)"""
         actions = indices + self._starts
         return actions[..., 0] if isinstance(self.action_space, spaces.Discrete) else actions
 
-    def _discrete_features(self, probabilities: list[th.Tensor]) -> th.Tensor:
-        """One-hot or relaxed features from per-dimension probabilities (each ``(..., n_d)``)"""
-        return th.cat(probabilities, dim=-1)
+    def _one_hot(self, indices: th.Tensor) -> th.Tensor:
+        """W's input for category indices ``(..., n_dims)``: one one-hot block per action dimension"""
+        return th.cat([F.one_hot(indices[..., d], c).float() for d, c in enumerate(self._categories)], dim=-1)
 
     # -- planning ---------------------------------------------------------------------------------------------------
 
@@ -243,7 +242,8 @@ class LatentPlanner:
         :return: the actions, shape ``(horizon, *action_space.shape)`` for one observation and
             ``(batch, horizon, *action_space.shape)`` for a batch, in the action space's dtype
         """
-        actions, _ = self._search(obs, goal_obs, warm=None)
+        obs_tensor, vectorized = self.policy.obs_to_tensor(obs)
+        actions, _ = self._search(obs_tensor, vectorized, goal_obs, warm=None)
         return actions
 
     def predict(
@@ -265,28 +265,29 @@ class LatentPlanner:
         """
         if episode_start is not None and np.any(episode_start):
             self.reset()
-        single = not self.policy.obs_to_tensor(obs)[1]
+        # One conversion (and host-device copy) of the observation per step, shared with the search
+        obs_tensor, vectorized = self.policy.obs_to_tensor(obs)
         if self._plan is None or self._played >= min(self.replan_every, self.horizon):
             warm = None if self._warm is None else _shift(self._warm, self._played)
-            plan, self._warm = self._search(obs, goal_obs, warm=warm)
-            self._plan = plan[None] if single else plan
+            plan, self._warm = self._search(obs_tensor, vectorized, goal_obs, warm=warm)
+            self._plan = plan if vectorized else plan[None]
             self._played = 0
         assert self._plan is not None
-        if self._plan.shape[0] != (1 if single else _batch_size(obs, self.policy)):
+        n_obs = _batch_size(obs_tensor)
+        if self._plan.shape[0] != n_obs:
             raise ValueError(
-                f"obs holds {1 if single else _batch_size(obs, self.policy)} observations but the current plan was "
-                f"made for {self._plan.shape[0]}: call reset() between problems of different batch sizes"
+                f"obs holds {n_obs} observations but the current plan was made for {self._plan.shape[0]}: call "
+                "reset() between problems of different batch sizes"
             )
         action = self._plan[:, self._played]
         self._played += 1
-        return (action[0] if single else action), None
+        return (action if vectorized else action[0]), None
 
     def reset(self) -> None:
         """Forget the previous plan and its warm start (a new episode or a new goal)."""
         self._plan, self._warm, self._played = None, None, 0
 
-    def _search(self, obs: Any, goal_obs: Any, warm: Any) -> tuple[np.ndarray, Any]:
-        obs_tensor, vectorized = self.policy.obs_to_tensor(obs)
+    def _search(self, obs_tensor: Any, vectorized: bool, goal_obs: Any, warm: Any) -> tuple[np.ndarray, Any]:
         goal_tensor = _goal_tensor(self.policy, goal_obs, obs_tensor, vectorized)
         with th.no_grad():
             z, z_goal = self.policy.jepa_encode(obs_tensor), self.policy.jepa_encode(goal_tensor)
@@ -295,11 +296,7 @@ class LatentPlanner:
             warm = None
         search = {"cem": self._cem, "mppi": self._mppi, "grad": self._grad, "exhaustive": self._exhaustive}
         actions, next_warm = search[self.method](z, z_goal, warm)
-        result = actions.cpu().numpy()
-        if isinstance(self.action_space, spaces.Box):
-            result = result.astype(self.action_space.dtype)
-        else:
-            result = result.astype(self.action_space.dtype or np.int64)
+        result = actions.cpu().numpy().astype(self.action_space.dtype or np.int64)
         return (result if vectorized else result[0]), next_warm
 
     # -- sampling methods (cem, mppi) -------------------------------------------------------------------------------
@@ -313,18 +310,13 @@ class LatentPlanner:
             probabilities (mixed half and half with uniform, for the same reason)
         """
         if isinstance(self.action_space, spaces.Box):
-            low, high = self._box_bounds()
+            low, high = self._low, self._high
             mean = ((low + high) / 2).expand(batch, self.horizon, -1).clone()
             std = (self.options["init_std"] * (high - low) / 2).expand(batch, self.horizon, -1).clone()
             return (mean if warm is None else warm.clone()), std
         if warm is not None:
             return [0.5 * p + 0.5 / p.shape[-1] for p in warm]
         return [th.full((batch, self.horizon, n), 1.0 / n, device=self.device) for n in self._categories]
-
-    def _box_bounds(self) -> tuple[th.Tensor, th.Tensor]:
-        low = th.as_tensor(self.action_space.low, dtype=th.float32, device=self.device).flatten()
-        high = th.as_tensor(self.action_space.high, dtype=th.float32, device=self.device).flatten()
-        return low, high
 
     def _sample(self, distribution: Any, n: int) -> tuple[th.Tensor, th.Tensor, th.Tensor]:
         """
@@ -334,7 +326,7 @@ class LatentPlanner:
         """
         if isinstance(self.action_space, spaces.Box):
             mean, std = distribution
-            low, high = self._box_bounds()
+            low, high = self._low, self._high
             noise = th.randn((*mean.shape[:1], n, *mean.shape[1:]), generator=self.generator, device=self.device)
             flat = th.maximum(th.minimum(mean[:, None] + std[:, None] * noise, high), low)
             # Candidate 0 is the mean itself: the warm start is never lost to sampling noise
@@ -351,10 +343,7 @@ class LatentPlanner:
             draws[:, 0] = p.argmax(dim=-1)
             indices.append(draws)
         stacked = th.stack(indices, dim=-1)  # (batch, n, horizon, n_dims)
-        features = self._discrete_features(
-            [F.one_hot(idx, c).float() for idx, c in zip(indices, self._categories, strict=True)]
-        )
-        return self._to_actions(stacked), features, stacked
+        return self._to_actions(stacked), self._one_hot(stacked), stacked
 
     def _refit(self, distribution: Any, samples: th.Tensor, weights: th.Tensor) -> Any:
         """
@@ -370,7 +359,7 @@ class LatentPlanner:
             mean, std = distribution
             new_mean = (w * samples).sum(dim=1)
             new_std = ((w * (samples - new_mean[:, None]).pow(2)).sum(dim=1)).sqrt()
-            low, high = self._box_bounds()
+            low, high = self._low, self._high
             new_std = new_std.clamp_min(self.options["min_std"] * (high - low) / 2)
             return smoothing * mean + (1 - smoothing) * new_mean, smoothing * std + (1 - smoothing) * new_std
         refitted = []
@@ -378,13 +367,6 @@ class LatentPlanner:
             frequencies = (w * F.one_hot(samples[..., dim], categories).float()).sum(dim=1)
             refitted.append(smoothing * p + (1 - smoothing) * frequencies)
         return refitted
-
-    def _mode(self, distribution: Any) -> th.Tensor:
-        """The distribution's most likely sequence: the Box mean, or each step's likeliest category"""
-        if isinstance(self.action_space, spaces.Box):
-            mean = distribution[0]
-            return mean.reshape(*mean.shape[:2], *self.action_space.shape)
-        return self._to_actions(th.stack([p.argmax(dim=-1) for p in distribution], dim=-1))
 
     def _sampling_search(self, z: th.Tensor, z_goal: th.Tensor, warm: Any, weigh: Any) -> tuple[th.Tensor, Any]:
         distribution = self._initial_distribution(z.shape[0], warm)
@@ -446,7 +428,7 @@ class LatentPlanner:
         width = int(self.predictor.action_encoder.dim)
         u = th.randn((batch, n, self.horizon, width), generator=self.generator, device=self.device)
         if box:
-            low, high = self._box_bounds()
+            low, high = self._low, self._high
             center, half = (low + high) / 2, (high - low) / 2
             if warm is not None:
                 u[:, 0] = th.atanh(((warm - center) / half).clamp(-0.999, 0.999))
@@ -459,7 +441,7 @@ class LatentPlanner:
         def features_of(u: th.Tensor) -> th.Tensor:
             if box:
                 return center + half * th.tanh(u)
-            return self._discrete_features([th.softmax(part, dim=-1) for part in u.split(self._categories, dim=-1)])
+            return th.cat([th.softmax(part, dim=-1) for part in u.split(self._categories, dim=-1)], dim=-1)
 
         for _ in range(self.options["n_iterations"]):
             optimizer.zero_grad()
@@ -472,9 +454,7 @@ class LatentPlanner:
                 actions = features.reshape(batch, n, self.horizon, *self.action_space.shape)
             else:
                 indices = th.stack([part.argmax(dim=-1) for part in u.split(self._categories, dim=-1)], dim=-1)
-                features = self._discrete_features(
-                    [F.one_hot(indices[..., d], c).float() for d, c in enumerate(self._categories)]
-                )
+                features = self._one_hot(indices)
                 actions = self._to_actions(indices)
             cheapest = self.sequence_cost(z, z_goal, features).argmin(dim=1)
             rows = th.arange(batch, device=self.device)
@@ -499,9 +479,7 @@ class LatentPlanner:
             for first in range(0, total, self.options["chunk_size"]):
                 index = th.arange(first, min(total, first + self.options["chunk_size"]), device=self.device)
                 indices = _sequence_digits(index, self.horizon, self._categories)  # (chunk, horizon, n_dims)
-                features = self._discrete_features(
-                    [F.one_hot(indices[..., d], c).float() for d, c in enumerate(self._categories)]
-                )
+                features = self._one_hot(indices)
                 costs = self.sequence_cost(z, z_goal, features.expand(batch, *features.shape))
                 chunk_cost, chunk_best = costs.min(dim=1)
                 better = chunk_cost < best_cost
@@ -566,8 +544,7 @@ def _predictor_never_trained(model: BaseAlgorithm) -> bool:
     return float(coef) == 0.0
 
 
-def _batch_size(obs: Any, policy: Any) -> int:
-    tensor, _ = policy.obs_to_tensor(obs)
+def _batch_size(tensor: Any) -> int:
     first = next(iter(tensor.values())) if isinstance(tensor, dict) else tensor
     return int(first.shape[0])
 

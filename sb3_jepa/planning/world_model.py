@@ -1,0 +1,205 @@
+"""
+The world model a planner searches through, with TD-MPC2's names: ``encode`` (E), ``next`` (W), ``pi`` (the actor)
+and ``V`` (the critic), all read off a trained A2CJEPA/PPOJEPA policy; nothing here is trained.
+
+The space a plan is measured in is the one ``W`` was trained to predict in (:meth:`WorldModel.target` and
+:meth:`WorldModel.compared`):
+
+- ``jepa_target`` ``online`` or ``stop_grad``: ``W`` predicts ``E(s')``: the goal is encoded with ``E``;
+- ``ema``: ``W`` predicts the target encoder's ``E_ema(s')``: the goal is encoded with ``E_ema``;
+- ``jepa_loss="cosine"``: only the direction of ``W``'s output was trained (``2 - 2 cos``): distances are measured
+  between L2-normalised vectors (for the actor and the critic, a predicted latent is rescaled to the start
+  embedding's norm, the scale they were trained on).
+
+The actor and the critic read ``z = E(s)``; a predicted latent of an ``ema`` model lies in the target encoder's
+space, which tracks ``E`` (tau 0.005 per update by default): they read it as it is.
+"""
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch as th
+from gymnasium import spaces
+from stable_baselines3.common.distributions import (
+    CategoricalDistribution,
+    DiagGaussianDistribution,
+    MultiCategoricalDistribution,
+)
+from torch.nn import functional as F
+
+from sb3_jepa.common.jepa import JEPAPredictor
+from sb3_jepa.common.loss import check_jepa_loss
+
+
+class WorldModel:
+    """
+    A trained JEPA policy's parts as a planner uses them.
+
+    :param policy: a JEPA policy (``jepa_encode``, ``jepa_predictor``; an A2CJEPA/PPOJEPA's ``policy``)
+    :param jepa_loss: the loss ``W`` was trained with (the model's ``jepa_loss``)
+    """
+
+    def __init__(self, policy: Any, jepa_loss: str = "mse"):
+        predictor = getattr(policy, "jepa_predictor", None)
+        if not (hasattr(policy, "jepa_encode") and isinstance(predictor, JEPAPredictor)):
+            raise ValueError(
+                f"model must be an A2CJEPA/PPOJEPA model or a JEPA policy (with jepa_encode and jepa_predictor); "
+                f"{type(policy).__name__} has no JEPA predictor"
+            )
+        self.policy: Any = policy
+        self.predictor = predictor
+        self.jepa_loss = check_jepa_loss(jepa_loss)
+        self.ema = getattr(policy, "jepa_target", None) == "ema"
+
+    @property
+    def critic_reads_z(self) -> bool:
+        """Whether the critic reads the actor's embedding ``z`` (one encoder for both heads): ``V(z)`` is defined"""
+        return bool(getattr(self.policy, "share_features_extractor", False))
+
+    @contextlib.contextmanager
+    def eval_mode(self) -> Iterator[None]:
+        """
+        Plan with the networks in eval mode (dropout off, BatchNorm on its running statistics, which encoding does
+        not move), and put the policy back in the mode it was in.
+        """
+        was_training = self.policy.training
+        self.policy.set_training_mode(False)
+        try:
+            yield
+        finally:
+            self.policy.set_training_mode(was_training)
+
+    # -- E --------------------------------------------------------------------------------------------------------
+
+    def encode(self, obs: Any) -> th.Tensor:
+        """
+        :param obs: an observation batch as ``policy.obs_to_tensor`` gives it
+        :return: ``z = E(obs)``: ``W``'s input, and what the actor and the critic read, shape ``(batch, dim)``
+        """
+        with th.no_grad():
+            return self.policy.jepa_encode(obs)
+
+    def target(self, obs: Any) -> th.Tensor:
+        """
+        :param obs: an observation batch as ``policy.obs_to_tensor`` gives it
+        :return: the embedding ``W`` was trained to predict for ``obs``: ``E_ema(obs)`` for an ``ema`` model, else
+            ``E(obs)``; shape ``(batch, dim)``
+        """
+        with th.no_grad():
+            return self.policy.jepa_encode(obs, target=True) if self.ema else self.policy.jepa_encode(obs)
+
+    def compared(self, z: th.Tensor) -> th.Tensor:
+        """
+        :param z: predicted or target embeddings, shape ``(..., dim)``
+        :return: what the loss compared: ``z`` itself (``mse``) or its direction (``cosine``: L2-normalised)
+        """
+        return F.normalize(z, dim=-1) if self.jepa_loss == "cosine" else z
+
+    # -- W --------------------------------------------------------------------------------------------------------
+
+    def action_features(self, actions: th.Tensor) -> th.Tensor:
+        """
+        :param actions: env actions, shape ``(n, *action shape)``
+        :return: ``W``'s input for them, shape ``(n, action_dim)``
+        """
+        return self.predictor.action_encoder.from_env_actions(actions)
+
+    def next(self, z: th.Tensor, action_features: th.Tensor) -> th.Tensor:
+        """
+        :param z: embeddings, shape ``(n, dim)``
+        :param action_features: encoded actions, shape ``(n, action_dim)``
+        :return: ``W(z, a)``, shape ``(n, dim)``
+        """
+        return self.predictor.next(z, action_features)
+
+    def rollout(self, z: th.Tensor, action_features: th.Tensor) -> th.Tensor:
+        """
+        Roll ``W`` forward from each embedding along its action sequence, as the K-step loss does (``W`` applied to
+        its own predictions).
+
+        :param z: start embeddings, shape ``(n, dim)``
+        :param action_features: encoded actions, shape ``(n, horizon, action_dim)``
+        :return: the predicted latents after each action, shape ``(n, horizon, dim)``
+        """
+        latents = []
+        for step in range(action_features.shape[1]):
+            z = self.next(z, action_features[:, step])
+            latents.append(z)
+        return th.stack(latents, dim=1)
+
+    def readout(self, latents: th.Tensor, z: th.Tensor) -> th.Tensor:
+        """
+        :param latents: predicted latents, shape ``(..., dim)``
+        :param z: the embeddings they were predicted from, broadcastable to ``latents``
+        :return: what the actor and the critic read for them: the latents (``mse``), or their direction at the
+            norm of ``z`` (``cosine``: the norm of ``W``'s output was never trained)
+        """
+        if self.jepa_loss == "cosine":
+            return F.normalize(latents, dim=-1) * z.norm(dim=-1, keepdim=True)
+        return latents
+
+    # -- pi and V -------------------------------------------------------------------------------------------------
+
+    def check_pi(self) -> None:
+        """Refuse action distributions :meth:`pi` cannot sample with the planner's generator"""
+        distribution = getattr(self.policy, "action_dist", None)
+        supported = (CategoricalDistribution, MultiCategoricalDistribution, DiagGaussianDistribution)
+        if not isinstance(distribution, supported):
+            raise ValueError(
+                f"prior='policy' samples from Categorical, MultiCategorical or DiagGaussian action distributions; this "
+                f"policy's is {type(distribution).__name__} (gSDE: train with use_sde=False, or plan with prior=None)"
+            )
+
+    def check_V(self) -> None:
+        """Refuse a critic that does not read the actor's ``z``"""
+        if not self.critic_reads_z:
+            raise ValueError(
+                "value_weight > 0 needs a critic that reads the actor's embedding z, but this policy gives the critic "
+                "its own encoder (share_features_extractor=False, the default MlpPolicy layout): V(W(z, a)) is "
+                "undefined. Train with policy_kwargs=dict(share_features_extractor=True) (CnnPolicy's default), or "
+                "plan with value_weight=0"
+            )
+
+    def pi(self, z: th.Tensor, generator: th.Generator, deterministic: bool = False) -> th.Tensor:
+        """
+        Actions from the actor on embeddings, drawn with the planner's generator (SB3's ``predict`` draws from
+        torch's global one). Box actions are clipped to the bounds, as SB3's ``predict`` does.
+
+        :param z: embeddings (or :meth:`readout` of predicted latents), shape ``(n, dim)``
+        :param generator: the random generator
+        :param deterministic: the distribution's mode instead of a sample
+        :return: env actions, shape ``(n, *action shape)`` (Discrete: ``(n,)``)
+        """
+        policy = self.policy
+        distribution: Any = policy._get_action_dist_from_latent(policy.mlp_extractor.forward_actor(z))
+        space = policy.action_space
+        if isinstance(distribution, DiagGaussianDistribution):
+            mean, std = distribution.distribution.mean, distribution.distribution.stddev
+            noise = 0.0 if deterministic else th.randn(mean.shape, generator=generator, device=mean.device)
+            flat = mean + std * noise
+            low = th.as_tensor(space.low, dtype=flat.dtype, device=flat.device).flatten()
+            high = th.as_tensor(space.high, dtype=flat.dtype, device=flat.device).flatten()
+            return th.maximum(th.minimum(flat, high), low).reshape(-1, *space.shape)
+        categoricals = (
+            [distribution.distribution]
+            if isinstance(distribution, CategoricalDistribution)
+            else list(distribution.distribution)
+        )
+        indices = [
+            p.probs.argmax(dim=-1) if deterministic else th.multinomial(p.probs, 1, generator=generator)[:, 0]
+            for p in categoricals
+        ]
+        if isinstance(space, spaces.Discrete):
+            return indices[0] + int(space.start)
+        starts = th.as_tensor(getattr(space, "start", 0), device=z.device).reshape(-1)
+        return th.stack(indices, dim=-1) + starts
+
+    def V(self, z: th.Tensor) -> th.Tensor:
+        """
+        :param z: embeddings (or :meth:`readout` of predicted latents), shape ``(..., dim)``
+        :return: the critic's value, shape ``(...)`` (see :meth:`check_V`)
+        """
+        flat = z.reshape(-1, z.shape[-1])
+        values = self.policy.value_net(self.policy.mlp_extractor.forward_critic(flat))
+        return values.reshape(z.shape[:-1])

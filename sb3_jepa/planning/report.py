@@ -3,8 +3,9 @@ The planning evaluation's report: ``report.md`` (success rates per configuration
 cross-room apart, final distances, planning time per step, the references, the open-loop prediction error and the
 study's collapse metrics), ``results.csv`` (one row per configuration and seed) and ``planning.png``.
 
-Intervals: a two-level percentile bootstrap (resample the training seeds, then the pairs within each), so that both
-the seed-to-seed spread and the finite set of pairs are in the interval.
+Intervals: a percentile bootstrap for the crossed design (every seed plays the same pairs): each repetition resamples
+the training seeds and, once for all of them, the pairs, so that both the seed-to-seed spread and the finite set of
+pairs are in the interval.
 """
 
 import csv
@@ -48,17 +49,30 @@ def load_episodes(out: Path) -> list[dict[str, Any]]:
 
 def bootstrap_mean(values: np.ndarray, reps: int = BOOTSTRAP_REPS, seed: int = 0) -> tuple[float, float, float]:
     """
-    The mean of a ``(seeds, pairs)`` table with a 95% two-level bootstrap interval: each repetition draws the seeds
-    with replacement, then the pairs with replacement within each drawn seed.
+    The mean of a ``(seeds, pairs)`` table with a 95% percentile bootstrap interval for a crossed design (every
+    seed plays the same pairs): each repetition draws the pairs with replacement once, the seeds with replacement,
+    and takes the mean of that seeds x pairs sub-table.
+
+    One pair draw for all the seeds, because a pair is as hard for every seed: drawing the pairs anew within each
+    seed would average the pairs' difficulty over the seeds as if it were independent, and shrink the interval by
+    up to ``sqrt(n_seeds)``. The pairs are drawn first, so a table of identical seed rows gives exactly the
+    one-seed interval.
 
     :param values: shape ``(n_seeds, n_pairs)``
+    :param reps: the bootstrap repetitions
+    :param seed: the bootstrap's random seed
     :return: ``(mean, low, high)``
     """
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2 or values.size == 0:
+        raise ValueError(f"values must be a non-empty (seeds, pairs) table, got shape {values.shape}")
+    if isinstance(reps, bool) or not isinstance(reps, (int, np.integer)) or reps < 1:
+        raise ValueError(f"reps must be a positive int, got {reps!r}")
     rng = np.random.default_rng(seed)
     n_seeds, n_pairs = values.shape
+    pairs = rng.integers(n_pairs, size=(reps, n_pairs))
     seeds = rng.integers(n_seeds, size=(reps, n_seeds))
-    pairs = rng.integers(n_pairs, size=(reps, n_seeds, n_pairs))
-    means = values[seeds[:, :, None], pairs].mean(axis=(1, 2))
+    means = values[seeds[:, :, None], pairs[:, None, :]].mean(axis=(1, 2))
     low, high = np.percentile(means, [2.5, 97.5])
     return float(values.mean()), float(low), float(high)
 
@@ -127,7 +141,8 @@ def write_report(out: Path, study: Path | None = None) -> Path:
         f"{settings['horizon']}, replanning every {settings['replan_every']} steps, cost `{settings['cost']}`, "
         f"options {settings['options']}, normalised distances: {settings['normalize']}. Success: the agent within "
         f"4.5 px of the goal (the episode ends there); else the final distance is read {limit}. Intervals: 95% "
-        f"two-level bootstrap over training seeds and pairs ({BOOTSTRAP_REPS} repetitions). Prediction error: "
+        f"bootstrap over training seeds and, shared by the seeds, pairs ({BOOTSTRAP_REPS} repetitions). Prediction "
+        "error: "
         "open-loop, random actions, "
         "squared error over the embeddings' total variance (1 = as far as a typical embedding from their mean).",
         "",

@@ -118,6 +118,114 @@ def test_two_rooms_geometry_is_pldms():
     check_env(TwoRoomsEnv(discrete=True))
 
 
+def middle_wall(walls):
+    """
+    The middle wall read off a walls array: its columns (the walls of the first row inside the border, but the
+    border's) and its door (the rows inside the border on which those columns are free).
+    """
+    border = int(walls.all(axis=1).sum() // 2)
+    inner = np.arange(border, len(walls) - border)
+    columns = inner[walls[border, inner]]
+    door = inner[~walls[inner][:, columns].any(axis=1)]
+    return border, columns, door
+
+
+@pytest.mark.parametrize("size", [0, 8, 15, 16, 16.0])
+def test_two_rooms_refuses_sizes_without_a_middle_wall(size):
+    # At 16 the middle wall's columns [round(31 / 4), round(34 / 4)) = [8, 8) are none: the two rooms are one
+    with pytest.raises(ValueError, match=re.escape("size must be an int >= 17 (pixels)")):
+        TwoRoomsEnv(size=size)
+
+
+def test_two_rooms_every_allowed_size_has_a_wall_a_door_and_two_rooms():
+    for size in range(17, 161):
+        env = TwoRoomsEnv(size=size)
+        border, columns, door = middle_wall(env.walls)
+        assert border >= 1 and env.walls[:border].all() and env.walls[-border:].all(), size
+        # A middle wall of one or more adjacent columns with free columns on both sides, a door of adjacent rows
+        # with wall rows above and below it
+        assert len(columns) >= 1 and np.all(np.diff(columns) == 1), size
+        assert border < columns[0] and columns[-1] < size - border - 1, size
+        assert len(door) >= 1 and np.all(np.diff(door) == 1), size
+        assert border < door[0] and door[-1] < size - border - 1, size
+        # Rooms: every drawn start and goal is free and on its side of the wall
+        for seed in range(3):
+            for layout in ("same", "cross"):
+                _, info = env.reset(seed=seed, options=dict(layout=layout))
+                for point in (env.position, env.goal):
+                    assert not env.walls[int(point[1]), int(point[0])], size
+                    assert not columns[0] <= point[0] < columns[-1] + 1, size
+                assert info["cross_room"] == (layout == "cross"), size
+
+
+def test_two_rooms_refuses_a_degenerate_door_and_moves_that_jump_the_wall():
+    # 0.5 px: rows [round(31.75), round(32.25)) = [32, 32), no door; 59 px: rows [2, 62), no wall beside the door
+    with pytest.raises(ValueError, match=re.escape("door_width=0.5 at size=64 makes the door rows [32, 32)")):
+        TwoRoomsEnv(door_width=0.5)
+    with pytest.raises(ValueError, match=re.escape("door_width=59.0 at size=64 makes the door rows [2, 62)")):
+        TwoRoomsEnv(door_width=59.0)
+    _, _, door = middle_wall(TwoRoomsEnv(door_width=58.0).walls)
+    assert (door[0], door[-1]) == (3, 60)
+    # Parts of max_step / 4 px: up to the middle wall's 3 px at 64 (max_step 12), 1 px at 32 (max_step 8)
+    TwoRoomsEnv(max_step=12.0)
+    with pytest.raises(ValueError, match=re.escape("max_step=12.5 at size=64 makes a move's 4 parts 3.12 px long")):
+        TwoRoomsEnv(max_step=12.5)
+    TwoRoomsEnv(size=32, max_step=8.0)
+    with pytest.raises(ValueError, match="must be at most 8 "):
+        TwoRoomsEnv(size=32, max_step=8.5)
+
+
+def test_two_rooms_a_diagonal_part_can_clip_a_wall_corner():
+    # The module docstring's example: only the ends of a move's 4 parts are checked, and the first part of this one
+    # starts on pixel (26, 30) and ends on pixel (27, 31), in the door, passing over the wall pixel (26, 31)
+    env = two_rooms()
+    assert env.walls[26, 31] and not env.walls[26, 30] and not env.walls[27, 31]
+    env.reset(seed=0, options=dict(start=(30.8, 26.6), goal=(50.0, 50.0)))
+    env.step(np.array([1.0, 1.0], dtype=np.float32))
+    step = 2.45 / np.sqrt(2)  # 1.7324 px along each axis, 0.4331 px a part
+    np.testing.assert_allclose(env.position, [30.8 + step, 26.6 + step])  # not blocked: (32.53, 28.33)
+    np.testing.assert_allclose(env.position, [32.5324116, 28.3324116], atol=1e-7)
+    # Where the move crosses x = 31.1 (within its first part, which ends at x = 31.23) it is on the wall pixel
+    on_the_way = np.array([30.8, 26.6]) + (31.1 - 30.8) * np.array([1.0, 1.0])
+    assert 30.8 + step / 4 > 31.1 and env.walls[int(on_the_way[1]), int(on_the_way[0])]
+
+
+@pytest.mark.parametrize("discrete", [False, True])
+@pytest.mark.parametrize("size", [17, 27, 32, 64, 101])
+def test_two_rooms_moves_never_end_on_a_wall_nor_cross_one(size, discrete):
+    env = two_rooms(size=size, discrete=discrete)
+    walls = env.walls
+    _, columns, door = middle_wall(walls)
+    wall_low, wall_high, door_low, door_high = columns[0], columns[-1] + 1, door[0], door[-1] + 1
+    part = 2.45 * size / 64 / 4  # the longest part of a move
+    rng = np.random.default_rng(size)
+    blocked = crossings = 0
+    for _ in range(3000):
+        # Starts anywhere in the arena, half of them within a move of the middle wall
+        low = (wall_low - 4 * part, 0) if rng.random() < 0.5 else (0, 0)
+        high = (wall_high + 4 * part, size) if low[0] else (size, size)
+        start = rng.uniform(low, high)
+        if walls[int(start[1]), int(start[0])]:
+            continue
+        if discrete:
+            action = rng.integers(9)
+        else:  # the corners of the action square half of the time: full diagonal moves
+            action = rng.choice([-1.0, 1.0], 2) if rng.random() < 0.5 else rng.uniform(-1, 1, 2)
+        displacement = env.displacement(action)
+        end = env.move(start, displacement)
+        blocked += not np.allclose(end, start + displacement)
+        # Never on a wall pixel, never outside the image
+        assert (end >= 0).all() and (end < size).all() and not walls[int(end[1]), int(end[0])], (start, action)
+        # Within the wall's columns, the move is on the door's rows, up to a part's clip of a corner: dense points
+        # along the move (far closer than the wall's thickness, at least 1 px) find any passage through the wall
+        points = start + np.linspace(0, 1, 201)[:, None] * (end - start)
+        inside = points[(wall_low <= points[:, 0]) & (points[:, 0] < wall_high)]
+        assert ((door_low - part < inside[:, 1]) & (inside[:, 1] < door_high + part)).all(), (start, action)
+        crossings += (start[0] < wall_low) != (end[0] < wall_low)
+    # The walls were met often, and the agent went into and out of the wall's columns
+    assert blocked > 100 and crossings > 20
+
+
 def test_two_rooms_walls_block_and_the_door_passes():
     env = two_rooms()
     # Left of the middle wall, away from the door: pushing right stops before column 31

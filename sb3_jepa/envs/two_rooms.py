@@ -10,8 +10,28 @@ Geometry at the default ``size=64`` (PLDM's): a border wall 2 px thick, a middle
 the agent is within 4.5 px of the goal. Positions are continuous ``(x, y)`` in pixels; pixel ``(row, col)`` covers
 ``[col, col + 1) x [row, row + 1)``, so the agent at ``(x, y)`` stands on pixel ``(int(y), int(x))``.
 
-Motion: a move goes in :data:`SUBSTEPS` equal parts and stops before the first part that would end on a wall pixel,
-so walls block (a move never crosses a wall, the border included) and the door lets the agent through.
+Other sizes (``size >= 17``, :data:`MIN_SIZE`) scale this geometry and round it to whole pixels: the middle wall is
+then 1 px thick at sizes 17-32 and 2 or 3 px from 33 to 64, the border at least 1 px. Below 17 the rounding can
+leave no middle wall (at 16, columns ``[round(7.75), round(8.5)) = [8, 8)``), no door or no room, so such sizes are
+refused.
+
+Motion: a move goes in :data:`SUBSTEPS` equal parts, and only the parts' end points are checked: the move stops at
+the end of the last part before the first part whose end is not free (on a wall pixel or outside the image); if the
+first part's end is not free, the agent stays. So:
+
+- a move never ends on a wall pixel;
+- a move never crosses a wall: to get from one side of the middle wall to the other without a part ending on it, a
+  part would have to move further along x than the wall is thick, and the constructor keeps every part (at most
+  ``max_step / SUBSTEPS`` long) no longer than that. At the default ``max_step`` the wall is more than 3 parts thick
+  at every allowed size: 3 px against parts of at most 0.61 px at 64, and 1 px against 0.31 px at 32, the closest.
+  The agent changes rooms only through the door (every part end in the wall's columns is on the door's rows), and
+  the border, with the outside of the image behind it, cannot be crossed at all;
+- but a diagonal part whose two ends are on free pixels can clip the corner of a wall pixel in between. At 64 px,
+  from ``(30.8, 26.6)`` the Box action ``(1, 1)`` (a move of ``(1.73, 1.73)``) ends unblocked at ``(32.53, 28.33)``
+  in the door, although its first part, to ``(31.23, 27.03)``, passes over pixel ``(26, 31)`` (the middle wall's
+  pixel just above the door) between ``x = 31`` and ``x = 31.2``. What a part clips is shorter than the part.
+
+The models trained here and the published results use exactly these dynamics, so they are kept as they are.
 
 Reward (the RL task; the planner never sees it): the decrease of the geodesic distance to the goal (the shortest
 path through the door when start and goal are in opposite rooms), in units of the largest move, plus
@@ -25,8 +45,12 @@ from typing import Any
 import numpy as np
 from gymnasium import Env, spaces
 
-#: Parts each move is split into when checking walls (at most 2.45 / 4 = 0.61 px each: no wall can be jumped)
+#: Parts each move is split into when checking walls (at most 2.45 / 4 = 0.61 px each at 64 px: no wall can be
+#: jumped, see the module docstring; only the parts' ends are checked)
 SUBSTEPS = 4
+#: The smallest image size: every size from 17 on has a middle wall, a door and two rooms (at 16 the middle wall
+#: rounds to no column; some smaller odd sizes keep one-pixel rooms, not worth a rule of their own)
+MIN_SIZE = 17
 #: Reward for reaching the goal (the episode ends there)
 SUCCESS_BONUS = 10.0
 #: What ``reset(options={"layout": ...})`` accepts: start and goal in the same room, in opposite rooms, or either
@@ -41,15 +65,19 @@ class TwoRoomsEnv(Env):
     ``distance`` (straight-line, px), ``is_success`` and ``cross_room``. ``goal_observation()`` is the image with the
     agent at the goal (what a goal-conditioned planner encodes as its target).
 
-    :param size: image height and width in pixels (the geometry scales with it; PLDM's is 64)
+    :param size: image height and width in pixels, an int ``>= 17`` (:data:`MIN_SIZE`): the geometry scales with
+        it, rounded to whole pixels, and below 17 the middle wall, the door or a room can round away (at 16 the
+        middle wall has no column); PLDM's is 64
     :param discrete: ``Discrete(9)`` actions (no-op, then 8 moves of the largest length at 45 degree steps, starting
         east and turning towards +y) instead of a ``Box([-1, 1]^2)`` displacement
     :param layout: where starts and goals are drawn: one of :data:`LAYOUTS` (``any``: opposite rooms half the time)
     :param max_step: the largest move in pixels (at ``size=64``; scaled with ``size``). A Box action ``a`` moves by
-        ``a * max_step / sqrt(2)``, so ``(1, 1)`` moves ``max_step`` diagonally
+        ``a * max_step / sqrt(2)``, so ``(1, 1)`` moves ``max_step`` diagonally. A move's :data:`SUBSTEPS` parts
+        must be no longer than the middle wall is thick, so that no part can jump it (``max_step <= 12`` at 64 px)
     :param dot_std: the dots' standard deviation in pixels (at ``size=64``)
     :param success_distance: the goal is reached within this many pixels (at ``size=64``)
-    :param door_width: the door's height in pixels (at ``size=64``)
+    :param door_width: the door's height in pixels (at ``size=64``); rounded to whole rows, it must leave the door
+        at least one row and the middle wall at least one row above and one below it
     :param render_mode: gymnasium's render mode (``"rgb_array"`` returns the observation)
     """
 
@@ -66,8 +94,11 @@ class TwoRoomsEnv(Env):
         door_width: float = 10.0,
         render_mode: str | None = None,
     ):
-        if not isinstance(size, int) or size < 16:
-            raise ValueError(f"size must be an int >= 16 (pixels), got {size!r}")
+        if not isinstance(size, int) or size < MIN_SIZE:
+            raise ValueError(
+                f"size must be an int >= {MIN_SIZE} (pixels): below {MIN_SIZE} the rounded geometry can lose the middle "
+                f"wall (at size=16 it has no column), the door or a room, got {size!r}"
+            )
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         for name, value in dict(max_step=max_step, dot_std=dot_std, success_distance=success_distance).items():
@@ -87,6 +118,20 @@ class TwoRoomsEnv(Env):
         self.wall_left, self.wall_right = round(31 * scale), round(34 * scale)  # columns [31, 34) at 64 px
         half_door = door_width * scale / 2
         self.door_low, self.door_high = round(size / 2 - half_door), round(size / 2 + half_door)  # rows [27, 37)
+        if not self.border < self.door_low < self.door_high < size - self.border:
+            raise ValueError(
+                f"door_width={door_width!r} at size={size} makes the door rows [{self.door_low}, {self.door_high}): "
+                f"the door needs at least one row and the middle wall a row above and below it (inside the border, "
+                f"rows {self.border} to {size - self.border - 1})"
+            )
+        thickness = self.wall_right - self.wall_left
+        if self.max_step / SUBSTEPS > thickness:
+            # Only the parts' ends are checked: a part longer than the wall is thick could jump it
+            raise ValueError(
+                f"max_step={max_step!r} at size={size} makes a move's {SUBSTEPS} parts {self.max_step / SUBSTEPS:.3g} px "
+                f"long, longer than the middle wall is thick ({thickness} px): it must be at most "
+                f"{SUBSTEPS * thickness / scale:.4g} (pixels at size 64) at this size"
+            )
         walls = np.zeros((size, size), dtype=bool)
         walls[: self.border], walls[-self.border :], walls[:, : self.border], walls[:, -self.border :] = (True,) * 4
         walls[:, self.wall_left : self.wall_right] = True
@@ -161,7 +206,17 @@ class TwoRoomsEnv(Env):
         return action * self.max_step / np.sqrt(2)
 
     def move(self, position: np.ndarray, displacement: np.ndarray) -> np.ndarray:
-        """:return: where a move from ``position`` ends: before the first of its :data:`SUBSTEPS` parts on a wall"""
+        """
+        Move in :data:`SUBSTEPS` equal parts, checking only each part's end point: the move stops at the end of the
+        last part before the first whose end is not free (:meth:`is_free`; the agent stays if that is the first).
+        So a move never ends on a wall pixel and never crosses a wall (a part is no longer than the middle wall is
+        thick), but a diagonal part whose ends are both free can clip the corner of a wall pixel between them: the
+        module docstring has an example.
+
+        :param position: the ``(x, y)`` start, a free position
+        :param displacement: the move asked for, in pixels (:meth:`displacement`)
+        :return: where the move ends
+        """
         for part in range(1, SUBSTEPS + 1):
             candidate = position + displacement * part / SUBSTEPS
             if not self.is_free(candidate):

@@ -109,6 +109,9 @@ def two_rooms(**kwargs):
 def test_two_rooms_geometry_is_pldms():
     env = two_rooms()
     assert env.observation_space.shape == (64, 64, 3)
+    np.testing.assert_array_equal(env.walls, pldm_walls())
+    # 64^2 - 60^2 = 496 border pixels, 3 columns x (60 - 10) rows of middle wall
+    assert env.walls.sum() == 496 + 150
     # Border 2 px, middle wall at columns 31-33, door rows 27-36
     assert env.walls[:2].all() and env.walls[-2:].all() and env.walls[:, :2].all() and env.walls[:, -2:].all()
     assert env.walls[10, 31:34].all() and not env.walls[10, 30] and not env.walls[10, 34]
@@ -255,21 +258,43 @@ def test_two_rooms_moves():
     assert all(np.linalg.norm(discrete.displacement(a)) == pytest.approx(2.45) for a in range(1, 9))
 
 
+def pldm_walls():
+    """The walls at 64 px, drawn by hand from the module docstring: border 2 px, columns 31-33 but rows 27-36."""
+    walls = np.zeros((64, 64), dtype=bool)
+    walls[:2], walls[-2:], walls[:, :2], walls[:, -2:] = True, True, True, True
+    walls[:, 31:34] = True
+    walls[27:37, 31:34] = False
+    return walls
+
+
+def dot_value(position, pixel):
+    """The dot channel's value at pixel ``(row, col)``: 255 times a Gaussian of std 1.3 px at the pixel's centre."""
+    (x, y), (row, col) = position, pixel
+    return round(255 * np.exp(-((col + 0.5 - x) ** 2 + (row + 0.5 - y) ** 2) / (2 * 1.3**2)))
+
+
 def test_two_rooms_observation_shows_the_state():
-    env = two_rooms()
+    env = TwoRoomsEnv(render_mode="rgb_array")
     obs, info = env.reset(seed=3, options=dict(start=(12.3, 40.7), goal=(50.2, 20.4)))
     np.testing.assert_allclose(info["state"], [12.3, 40.7, 50.2, 20.4], rtol=1e-6)
     assert info["cross_room"]
-    # Channels: agent dot (brightest pixel under the agent), walls, goal dot
+    # Channels: agent dot (brightest pixel under the agent), walls, goal dot; values from the Gaussian by hand
+    # (at the agent's pixel centre (12.5, 40.5): exp(-0.08 / 3.38) * 255 = 249.0)
     assert np.unravel_index(obs[:, :, 0].argmax(), (64, 64)) == (40, 12)
-    np.testing.assert_array_equal(obs[:, :, 1] > 0, env.walls)
+    assert obs[40, 12, 0] == dot_value((12.3, 40.7), (40, 12)) == 249
+    assert obs[40, 14, 0] == dot_value((12.3, 40.7), (40, 14))  # two columns right: 2.2 px from the centre
+    np.testing.assert_array_equal(obs[:, :, 1], np.where(pldm_walls(), 255, 0))
     assert np.unravel_index(obs[:, :, 2].argmax(), (64, 64)) == (20, 50)
-    # The goal observation is the observation with the agent at the goal
+    assert obs[20, 50, 2] == dot_value((50.2, 20.4), (20, 50)) == 248
+    # The goal observation is the observation with the agent at the goal: the agent's dot where the goal's is
     goal_obs = env.goal_observation()
-    np.testing.assert_array_equal(goal_obs[:, :, 0], goal_obs[:, :, 2])
-    np.testing.assert_array_equal(goal_obs, env.observation_at(env.goal))
-    env.position = env.goal.copy()
-    np.testing.assert_array_equal(env.render() if env.render_mode else env._image(env.position), goal_obs)
+    assert np.unravel_index(goal_obs[:, :, 0].argmax(), (64, 64)) == (20, 50)
+    assert goal_obs[20, 50, 0] == 248 and goal_obs[21, 49, 0] == dot_value((50.2, 20.4), (21, 49))
+    np.testing.assert_array_equal(goal_obs[:, :, 1:], obs[:, :, 1:])  # same walls, same goal
+    # observation_at and render draw the given and the current position: compared with the reset's own picture
+    np.testing.assert_array_equal(env.observation_at((12.3, 40.7)), obs)
+    np.testing.assert_array_equal(env.render(), obs)
+    assert TwoRoomsEnv().render() is None
 
 
 def test_two_rooms_reward_ends_and_success():
@@ -279,15 +304,21 @@ def test_two_rooms_reward_ends_and_success():
     assert not terminated and reward == pytest.approx(1 / np.sqrt(2))  # 1.73 px closer, in units of 2.45 px
     _, reward, terminated, _, info = env.step(np.array([1.0, 0.0], dtype=np.float32))
     assert terminated and info["is_success"] and info["distance"] < 4.5
-    assert reward == pytest.approx(1 / np.sqrt(2) + SUCCESS_BONUS)
+    assert reward == pytest.approx(1 / np.sqrt(2) + 10.0)  # plus the success bonus, 10
+    assert SUCCESS_BONUS == 10.0
 
 
 def test_two_rooms_geodesic_distance_goes_through_the_door():
     env = two_rooms()
     # The docstring's example: the straight line at y = 10 misses the door (rows 27-36), the path bends at y = 27.5
-    assert env.geodesic_distance(np.array([16.0, 10.0]), np.array([48.0, 10.0])) == pytest.approx(
-        np.hypot(16.5, 17.5) + np.hypot(15.5, 17.5)
-    )
+    start, goal = np.array([16.0, 10.0]), np.array([48.0, 10.0])
+    assert env.geodesic_distance(start, goal) == pytest.approx(47.4, abs=0.05)
+    assert env.geodesic_distance(start, goal) == pytest.approx(np.hypot(16.5, 17.5) + np.hypot(15.5, 17.5))
+    # The shortest of the paths bent once on the door's opening (x = 32.5, y in [27.5, 36.5]), found by search
+    door = np.stack([np.full(9001, 32.5), np.linspace(27.5, 36.5, 9001)], axis=1)
+    for start, goal in (((16.0, 10.0), (48.0, 10.0)), ((5.0, 50.0), (40.0, 30.0)), ((50.0, 20.0), (10.0, 33.0))):
+        paths = np.linalg.norm(door - start, axis=1) + np.linalg.norm(goal - door, axis=1)
+        assert env.geodesic_distance(np.array(start), np.array(goal)) == pytest.approx(paths.min(), abs=1e-6)
     # Through the door the path is straight
     assert env.geodesic_distance(np.array([16.0, 32.0]), np.array([48.0, 32.0])) == pytest.approx(32.0)
     assert env.geodesic_distance(np.array([5.0, 5.0]), np.array([8.0, 9.0])) == pytest.approx(5.0)

@@ -6,19 +6,22 @@ Planning with the world models a study trained, in one command:
     python -m sb3_jepa.planning evaluate --study runs/tworooms --env TwoRoomsDiscrete-v0 --out runs/planning
     python -m sb3_jepa.planning report --out runs/planning --study runs/tworooms
 
-``evaluate`` runs model-predictive control with the latent planner from every finished run's model on a fixed set
-of start/goal pairs, with the greedy policy and random actions on the same pairs as references, and the open-loop
-prediction error; it skips models already evaluated in ``--out``, then writes ``report.md``, ``results.csv`` and
+``evaluate`` runs the controllers (``--controllers``, default all: ``greedy`` and ``stochastic``, the trained policy;
+``planner``, the latent planner on the distance to the goal alone; ``planner_prior``, with the policy's samples among
+its candidates; ``planner_prior_value``, with the critic's value in its cost too; ``random``, once) on every pair of
+every finished run's model, on a fixed set of start/goal pairs, and the open-loop prediction error next to the "no
+change" baseline; it skips models already evaluated in ``--out``, then writes ``report.md``, ``results.csv`` and
 ``planning.png``. Needs the ``study`` extra (rl-zoo3, matplotlib).
 """
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
 
-from sb3_jepa.planning.evaluate import PlanningSettings, find_models, run_evaluation
-from sb3_jepa.planning.planner import COSTS, METHODS, check_options
+from sb3_jepa.planning.evaluate import CONTROLLERS, PlanningSettings, find_models, run_evaluation
+from sb3_jepa.planning.planner import COSTS, METHODS, PRIORS, check_options
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,6 +51,31 @@ def _parser() -> argparse.ArgumentParser:
         help=f"the method's options, as in rl-zoo3 (n_samples:128 n_iterations:5); default {defaults.options} "
         "for cem, the method's own defaults otherwise",
     )
+    evaluate.add_argument(
+        "--controllers",
+        nargs="+",
+        choices=list(CONTROLLERS),
+        default=list(defaults.controllers),
+        help="the controllers to run (default: all)",
+    )
+    evaluate.add_argument(
+        "--prior",
+        default=defaults.prior,
+        choices=list(PRIORS),
+        help="where planner_prior and planner_prior_value draw their prior candidates from",
+    )
+    evaluate.add_argument(
+        "--n-prior-samples",
+        type=int,
+        default=defaults.n_prior_samples,
+        help="prior candidates per search (planner_prior, planner_prior_value)",
+    )
+    evaluate.add_argument(
+        "--value-weight",
+        type=float,
+        default=defaults.value_weight,
+        help="the weight of the critic's value in planner_prior_value's cost (> 0; the distance's weight is 1)",
+    )
     evaluate.add_argument("--normalize", action="store_true", help="distances in units of the per-dimension std")
     evaluate.add_argument("--prediction-horizon", type=int, default=defaults.prediction_horizon)
     evaluate.add_argument("--max-steps", type=int, default=None, help="episode length (default: the time limit)")
@@ -68,13 +96,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         print(write_report(args.out, args.study))
         return 0
-    for name in ("pairs", "horizon", "replan_every", "prediction_horizon", "workers"):
+    for name in ("pairs", "horizon", "replan_every", "prediction_horizon", "workers", "n_prior_samples"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.pairs < 2:
         parser.error(f"--pairs must be >= 2 (half same-room, half cross-room), got {args.pairs}")
     if args.max_steps is not None and args.max_steps < 1:
         parser.error(f"--max-steps must be >= 1, got {args.max_steps}")
+    if not math.isfinite(args.value_weight) or args.value_weight < 0:
+        parser.error(f"--value-weight must be a finite number >= 0, got {args.value_weight}")
+    if "planner_prior_value" in args.controllers and args.value_weight == 0:
+        parser.error("--value-weight must be > 0 with the controller planner_prior_value (at 0 it is planner_prior)")
+    with_prior = [name for name in ("planner_prior", "planner_prior_value") if name in args.controllers]
+    if args.method == "exhaustive" and with_prior:
+        parser.error(
+            f"--method exhaustive scores every sequence and cannot use the prior of {with_prior}: choose cem, mppi or "
+            "grad, or leave them out of --controllers"
+        )
     if args.options is None:
         options = PlanningSettings().options if args.method == "cem" else {}
     else:
@@ -97,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         normalize=args.normalize,
         prediction_horizon=args.prediction_horizon,
         max_steps=args.max_steps,
+        controllers=tuple(args.controllers),
+        prior=args.prior,
+        n_prior_samples=args.n_prior_samples,
+        value_weight=args.value_weight,
     )
     try:
         models = find_models(args.study, args.env, args.configs, args.seeds)

@@ -1,13 +1,26 @@
 """
-The planning evaluation: for the models a study trained on a Two Rooms task, model-predictive control with the
-:class:`~sb3_jepa.planning.LatentPlanner` on a fixed, seeded set of start/goal pairs (half in the same room, half
-in opposite rooms), against two references on the same pairs: random actions and the trained policy acting
-greedily. Also the world model's open-loop prediction error against the horizon.
+The planning evaluation: for the models a study trained on a Two Rooms task, a set of controllers on a fixed,
+seeded set of start/goal pairs (half in the same room, half in opposite rooms), every model on every pair:
+
+- ``greedy``: the trained policy, deterministic (the distribution's mode);
+- ``stochastic``: the trained policy, sampling its actions;
+- ``planner``: model-predictive control with the :class:`~sb3_jepa.planning.LatentPlanner`, the latent distance to
+  the goal alone (no prior, no value);
+- ``planner_prior``: the same, with candidates sampled from the policy through ``W`` (``prior="policy"``, TD-MPC2);
+- ``planner_prior_value``: the same, and the critic's value of the last predicted latent in the cost;
+- ``random``: random actions (no model: one run, on the same pairs).
+
+Also the world model's open-loop prediction error against the horizon, next to the "no change" baseline.
+
+Every episode of a pair is seeded by the pair (:func:`episode_seed`): the planner's generator is reseeded, torch's
+global generator (SB3's ``predict`` samples from it) too, so a pair's episode is the same whichever pairs ran
+before it.
 
 Each model's episodes go to ``<out>/episodes/<config>/seed<k>.csv`` (written last and atomically: a model with its
 file is finished, a rerun skips it), the random reference to ``<out>/episodes/random.csv``, the prediction errors
 to ``<out>/prediction/<config>/seed<k>.csv``; ``settings.json`` holds the evaluation's settings, and a rerun with
-other settings into the same ``--out`` is refused (results of different settings are never mixed).
+other settings into the same ``--out`` is refused (results of different settings are never mixed; a folder of an
+older version, whose settings lack the newer keys, is refused too).
 """
 
 import csv
@@ -15,13 +28,17 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-#: Episode columns
+from sb3_jepa.common.utils import check_finite_nonnegative, check_positive_int
+from sb3_jepa.planning.planner import PRIORS
+
+#: Episode columns (``ms_per_step``: the time the controller took per environment step, in milliseconds)
 EPISODE_FIELDS = (
     "config",
     "seed",
@@ -33,9 +50,24 @@ EPISODE_FIELDS = (
     "start_distance",
     "steps",
     "planning_time_s",
+    "ms_per_step",
 )
-#: The controllers: the planner, the trained policy acting greedily, random actions (one run, not per model)
-CONTROLLERS = ("planner", "policy", "random")
+#: The controllers, in the order they run and are reported (see the module)
+CONTROLLERS = ("greedy", "stochastic", "planner", "planner_prior", "planner_prior_value", "random")
+#: The controllers that plan with the latent planner
+PLANNERS = ("planner", "planner_prior", "planner_prior_value")
+#: The controllers run once per model (``random`` needs no model: it runs once)
+MODEL_CONTROLLERS = tuple(name for name in CONTROLLERS if name != "random")
+
+
+def episode_seed(pair_seed: int, index: int) -> int:
+    """
+    :param pair_seed: the evaluation's pair seed
+    :param index: the pair's index
+    :return: the seed of everything random in that pair: its draw (:func:`make_pairs`), its random actions, the
+        planner's and the policy's sampling
+    """
+    return pair_seed * 1_000_003 + index
 
 
 @dataclass(frozen=True)
@@ -55,6 +87,11 @@ class PlanningSettings:
         and goal observations
     :param prediction_horizon: steps of the open-loop prediction error
     :param max_steps: the episode length (the environment's time limit when None)
+    :param controllers: the controllers to run, some of :data:`CONTROLLERS` (kept in that order, once each)
+    :param prior: the prior of ``planner_prior`` and ``planner_prior_value``, one of the planner's
+        :data:`~sb3_jepa.planning.planner.PRIORS`
+    :param n_prior_samples: their prior candidates per search
+    :param value_weight: the weight of the critic's value in ``planner_prior_value``'s cost (> 0)
     """
 
     env_id: str = "TwoRoomsDiscrete-v0"
@@ -68,6 +105,37 @@ class PlanningSettings:
     normalize: bool = False
     prediction_horizon: int = 16
     max_steps: int | None = None
+    controllers: tuple[str, ...] = CONTROLLERS
+    prior: str = "policy"
+    n_prior_samples: int = 24
+    value_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        controllers = tuple(self.controllers)
+        unknown = [name for name in controllers if name not in CONTROLLERS]
+        if unknown or not controllers:
+            raise ValueError(f"controllers must be a non-empty selection of {CONTROLLERS}, got {list(controllers)}")
+        # One canonical order: the same selection in another order is the same settings (the guard compares them)
+        object.__setattr__(self, "controllers", tuple(name for name in CONTROLLERS if name in controllers))
+        if self.prior not in PRIORS:
+            raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
+        check_positive_int("n_prior_samples", self.n_prior_samples)
+        check_finite_nonnegative("value_weight", self.value_weight)
+        if "planner_prior_value" in self.controllers and not self.value_weight > 0:
+            raise ValueError(
+                f"value_weight must be > 0 for the controller planner_prior_value (at 0 it is planner_prior), got "
+                f"{self.value_weight!r}"
+            )
+        prior_controllers = [name for name in ("planner_prior", "planner_prior_value") if name in self.controllers]
+        if self.method == "exhaustive" and prior_controllers:
+            raise ValueError(
+                f"the controllers {prior_controllers} sample a prior, which method 'exhaustive' cannot use (it scores "
+                "every sequence): choose cem, mppi or grad, or leave them out of controllers"
+            )
+
+    def model_controllers(self) -> tuple[str, ...]:
+        """:return: the selected controllers that run once per model (all but ``random``)"""
+        return tuple(name for name in self.controllers if name in MODEL_CONTROLLERS)
 
 
 @dataclass(frozen=True)
@@ -92,11 +160,30 @@ class ModelTask:
         return f"{self.config}/seed{self.seed}"
 
 
+@dataclass(frozen=True)
+class Controller:
+    """
+    How one controller acts in an episode.
+
+    :param name: one of :data:`CONTROLLERS`
+    :param act: ``act(obs, goal_obs)``: the action to play
+    :param start: called with the pair's seed (:func:`episode_seed`) before each episode: forgets the last episode
+        and reseeds what the controller samples with
+    """
+
+    name: str
+    act: Callable[[np.ndarray, np.ndarray], Any]
+    start: Callable[[int], None]
+
+
 def make_pairs(env_id: str, n_pairs: int, seed: int) -> list[dict[str, Any]]:
     """
     The fixed start/goal pairs: the first ``n_pairs // 2`` in the same room, the rest in opposite rooms, each drawn
-    by the environment's own reset from its own seed (``seed * 1_000_003 + index``).
+    by the environment's own reset from its own seed (:func:`episode_seed`).
 
+    :param env_id: a Two Rooms id
+    :param n_pairs: the number of pairs
+    :param seed: the pair seed
     :return: one dict per pair: ``start``, ``goal`` (``(x, y)`` pixels) and ``cross_room``
     """
     import gymnasium as gym
@@ -107,36 +194,181 @@ def make_pairs(env_id: str, n_pairs: int, seed: int) -> list[dict[str, Any]]:
     pairs = []
     for index in range(n_pairs):
         layout = "same" if index < n_pairs // 2 else "cross"
-        _, info = env.reset(seed=seed * 1_000_003 + index, options=dict(layout=layout))
+        _, info = env.reset(seed=episode_seed(seed, index), options=dict(layout=layout))
         state = info["state"]
         pairs.append(dict(start=state[:2].tolist(), goal=state[2:].tolist(), cross_room=bool(info["cross_room"])))
     env.close()
     return pairs
 
 
-def _episode(env: Any, pair: dict[str, Any], act: Any, max_steps: int) -> dict[str, Any]:
+def reference_observations(env: Any, pairs: list[dict[str, Any]]) -> np.ndarray:
     """
-    Run one episode from a pair with ``act(obs, goal_obs, first)`` choosing the actions; time spent in ``act``.
+    The images ``--normalize`` measures the embedding's spread on: each pair's first observation and its goal
+    observation, as the controllers see them (both with the episode's goal dot drawn).
 
-    :return: ``success``, ``final_distance``, ``start_distance``, ``steps``, ``planning_time_s``
+    :param env: a Two Rooms environment (reset to each pair in turn)
+    :param pairs: the pairs (:func:`make_pairs`)
+    :return: shape ``(2 * len(pairs), *observation shape)``: start, goal, start, goal, ...
+    """
+    images = []
+    for pair in pairs:
+        obs, _ = env.reset(options=dict(start=pair["start"], goal=pair["goal"]))
+        images += [obs, env.unwrapped.goal_observation()]
+    return np.stack(images)
+
+
+def _episode(env: Any, pair: dict[str, Any], act: Callable[[np.ndarray, np.ndarray], Any], max_steps: int) -> dict[str, Any]:
+    """
+    Run one episode from a pair with ``act(obs, goal_obs)`` choosing the actions; time spent in ``act``.
+
+    :return: ``success``, ``final_distance``, ``start_distance``, ``steps``, ``planning_time_s``, ``ms_per_step``
     """
     obs, info = env.reset(options=dict(start=pair["start"], goal=pair["goal"]))
     goal_obs = env.unwrapped.goal_observation()
-    start_distance, thinking, steps = info["distance"], 0.0, 0
-    for steps in range(1, max_steps + 1):
+    start_distance, thinking, steps, done = info["distance"], 0.0, 0, False
+    while steps < max_steps and not done:
         began = time.perf_counter()
-        action = act(obs, goal_obs, steps == 1)
+        action = act(obs, goal_obs)
         thinking += time.perf_counter() - began
         obs, _, terminated, truncated, info = env.step(action)
-        if terminated or truncated:
-            break
+        steps, done = steps + 1, terminated or truncated
     return dict(
         success=bool(info["is_success"]),
         final_distance=float(info["distance"]),
         start_distance=float(start_distance),
         steps=steps,
         planning_time_s=thinking,
+        ms_per_step=1000 * thinking / steps,
     )
+
+
+def play(
+    controller: Controller,
+    env: Any,
+    pairs: list[dict[str, Any]],
+    indices: list[int],
+    max_steps: int,
+    pair_seed: int,
+    on_episode: Callable[[], None] | None = None,
+) -> list[dict[str, Any]]:
+    """
+    One episode per pair with one controller, each started from the pair's seed.
+
+    :param controller: the controller
+    :param env: the environment
+    :param pairs: the pairs (:func:`make_pairs`)
+    :param indices: the indices of the pairs to play, in order
+    :param max_steps: the episode length
+    :param pair_seed: the evaluation's pair seed (see :func:`episode_seed`)
+    :param on_episode: called after each episode, or None
+    :return: one row per episode: ``controller``, ``pair``, ``cross_room`` and :func:`_episode`'s results
+    """
+    rows = []
+    for index in indices:
+        pair = pairs[index]
+        controller.start(episode_seed(pair_seed, index))
+        result = _episode(env, pair, controller.act, max_steps)
+        rows.append(dict(controller=controller.name, pair=index, cross_room=pair["cross_room"], **result))
+        if on_episode is not None:
+            on_episode()
+    return rows
+
+
+def planner_keywords(settings: PlanningSettings, controller: str) -> dict[str, Any]:
+    """
+    :param settings: the evaluation's settings
+    :param controller: one of :data:`PLANNERS`
+    :return: the :class:`~sb3_jepa.planning.LatentPlanner` keywords of that controller (without the model, the
+        seed and the reference observations)
+    """
+    if controller not in PLANNERS:
+        raise ValueError(f"controller must be one of {PLANNERS}, got {controller!r}")
+    keywords: dict[str, Any] = dict(
+        horizon=settings.horizon,
+        method=settings.method,
+        cost=settings.cost,
+        replan_every=settings.replan_every,
+        prior=None,
+        value_weight=0.0,
+        **settings.options,
+    )
+    if controller in ("planner_prior", "planner_prior_value"):
+        keywords.update(prior=settings.prior, n_prior_samples=settings.n_prior_samples)
+    if controller == "planner_prior_value":
+        keywords.update(value_weight=float(settings.value_weight))
+    return keywords
+
+
+def make_planner(model: Any, settings: PlanningSettings, controller: str, reference: np.ndarray | None = None) -> Any:
+    """
+    :param model: a trained A2CJEPA/PPOJEPA
+    :param settings: the evaluation's settings
+    :param controller: one of :data:`PLANNERS`
+    :param reference: the planner's ``reference_obs`` (``--normalize``), or None
+    :return: the controller's :class:`~sb3_jepa.planning.LatentPlanner` (seeded again at each pair's start)
+    """
+    from sb3_jepa.planning.planner import LatentPlanner
+
+    with warnings.catch_warnings():
+        # rl_only's predictor never trained: the evaluation keeps it on purpose, as the floor
+        warnings.filterwarnings("ignore", message=".*predictor W never learned.*")
+        return LatentPlanner(model, seed=settings.pair_seed, reference_obs=reference, **planner_keywords(settings, controller))
+
+
+def model_controllers(
+    model: Any, settings: PlanningSettings, reference: np.ndarray | None = None, names: tuple[str, ...] | None = None
+) -> list[Controller]:
+    """
+    :param model: a trained A2CJEPA/PPOJEPA
+    :param settings: the evaluation's settings
+    :param reference: the planners' ``reference_obs`` (``--normalize``), or None
+    :param names: the controllers (None: the settings' model controllers)
+    :return: the controllers, in the order of :data:`CONTROLLERS`
+    """
+    names = settings.model_controllers() if names is None else names
+    unknown = [name for name in names if name not in MODEL_CONTROLLERS]
+    if unknown:
+        raise ValueError(f"names must be some of {MODEL_CONTROLLERS} (random needs no model), got {list(names)}")
+    controllers = []
+    for name in (name for name in MODEL_CONTROLLERS if name in names):
+        if name in PLANNERS:
+            controllers.append(_planner_controller(name, make_planner(model, settings, name, reference)))
+        else:
+            controllers.append(_policy_controller(name, model, deterministic=name == "greedy"))
+    return controllers
+
+
+def _planner_controller(name: str, planner: Any) -> Controller:
+    """A planner's receding-horizon control, the plan forgotten and the generator reseeded at each pair"""
+    import torch as th
+
+    def start(seed: int) -> None:
+        planner.reset(seed=seed)
+        th.manual_seed(seed)  # the planner samples from its own generator; anything else from torch's, seeded too
+
+    return Controller(name, lambda obs, goal_obs: planner.predict(obs, goal_obs)[0], start)
+
+
+def _policy_controller(name: str, model: Any, deterministic: bool) -> Controller:
+    """The trained policy's ``predict``, torch's generator reseeded at each pair"""
+    import torch as th
+
+    def start(seed: int) -> None:
+        th.manual_seed(seed)  # SB3's predict samples from torch's global generator
+
+    return Controller(name, lambda obs, goal_obs: model.predict(obs, deterministic=deterministic)[0], start)
+
+
+def random_controller(env: Any) -> Controller:
+    """
+    :param env: the environment the episodes run in
+    :return: random actions from ``env``'s action space, reseeded at each pair's start
+    """
+
+    def start(seed: int) -> None:
+        env.action_space.seed(seed)
+
+    return Controller("random", lambda obs, goal_obs: env.action_space.sample(), start)
 
 
 def _env_and_steps(settings: PlanningSettings) -> tuple[Any, int]:
@@ -168,9 +400,16 @@ def prediction_path(out: Path, task: ModelTask) -> Path:
     return out / "prediction" / task.config / f"seed{task.seed}.csv"
 
 
+def _load(task: ModelTask) -> Any:
+    from sb3_jepa.zoo import ALGORITHMS
+
+    algorithm: Any = ALGORITHMS[task.algo]
+    return algorithm.load(task.path, device="cpu")
+
+
 def evaluate_model(task: ModelTask, out: Path, progress: Any = None) -> int:
     """
-    Every pair with the planner and with the greedy policy, and the open-loop prediction error (in a worker).
+    Every pair with each of the settings' model controllers, and the open-loop prediction error (in a worker).
 
     :param task: the model
     :param out: the evaluation's output folder
@@ -179,64 +418,29 @@ def evaluate_model(task: ModelTask, out: Path, progress: Any = None) -> int:
     """
     import torch as th
 
-    from sb3_jepa.planning.planner import LatentPlanner
-    from sb3_jepa.zoo import ALGORITHMS
-
     th.set_num_threads(1)
     settings = task.settings
     pairs = make_pairs(settings.env_id, settings.n_pairs, settings.pair_seed)
-    algorithm: Any = ALGORITHMS[task.algo]
-    model = algorithm.load(task.path, device="cpu")
+    model = _load(task)
     env, max_steps = _env_and_steps(settings)
-    reference = None
-    if settings.normalize:
-        reference = np.stack([env.unwrapped.observation_at(np.array(p[key])) for p in pairs for key in ("start", "goal")])
-    with warnings.catch_warnings():
-        # rl_only's predictor never trained: the evaluation keeps it on purpose, as the floor
-        warnings.filterwarnings("ignore", message=".*predictor W never learned.*")
-        planner = LatentPlanner(
-            model,
-            horizon=settings.horizon,
-            method=settings.method,
-            seed=settings.pair_seed,
-            cost=settings.cost,
-            reference_obs=reference,
-            replan_every=settings.replan_every,
-            **settings.options,
-        )
+    reference = reference_observations(env, pairs) if settings.normalize else None
 
-    def plan(obs: np.ndarray, goal_obs: np.ndarray, first: bool) -> Any:
-        if first:
-            planner.reset()
-        return planner.predict(obs, goal_obs)[0]
-
-    def greedy(obs: np.ndarray, goal_obs: np.ndarray, first: bool) -> Any:
-        return model.predict(obs, deterministic=True)[0]
+    def on_episode() -> None:
+        if progress is not None:
+            progress.put((task.key(), 1))
 
     rows = []
-    for controller, act in (("planner", plan), ("policy", greedy)):
-        for index, pair in enumerate(pairs):
-            result = _episode(env, pair, act, max_steps)
-            rows.append(
-                dict(
-                    config=task.config,
-                    seed=task.seed,
-                    controller=controller,
-                    pair=index,
-                    cross_room=pair["cross_room"],
-                    **result,
-                )
-            )
-            if progress is not None:
-                progress.put((task.key(), 1))
+    for controller in model_controllers(model, settings, reference):
+        played = play(controller, env, pairs, list(range(len(pairs))), max_steps, settings.pair_seed, on_episode)
+        rows += [dict(config=task.config, seed=task.seed, **row) for row in played]
     _write_rows(prediction_path(out, task), prediction_error(model, env, pairs, settings), PREDICTION_FIELDS)
     env.close()
     _write_rows(episodes_path(out, task), rows, EPISODE_FIELDS)
     return len(rows)
 
 
-#: Prediction-error columns
-PREDICTION_FIELDS = ("step", "relative_error", "n")
+#: Prediction-error columns (``no_change_error``: the baseline that predicts ``z_k = z_0``)
+PREDICTION_FIELDS = ("step", "relative_error", "no_change_error", "n")
 
 
 def prediction_error(model: Any, env: Any, pairs: list[dict[str, Any]], settings: PlanningSettings) -> list[dict[str, Any]]:
@@ -247,7 +451,15 @@ def prediction_error(model: Any, env: Any, pairs: list[dict[str, Any]], settings
     all the visited observations (``mean ||E(o) - mean E(o)||^2``): 0 is perfect, 1 is as far as a typical
     embedding from the mean. The division keeps a collapsed (tiny) embedding scale from looking like a good model.
 
-    :return: one row per step ``k = 1..prediction_horizon``: ``step``, ``relative_error``, ``n``
+    The baseline, over the same variance: "nothing moves", ``z_hat_k = E(o_0)``, whose error ``mean ||E(o_0) -
+    E(o_k)||^2`` is how far the embedding actually moved. A ``W`` that does not beat it has learned no dynamics
+    (an embedding that hardly moves makes both small; the ratio of the two is what tells).
+
+    :param model: a trained A2CJEPA/PPOJEPA
+    :param env: a Two Rooms environment
+    :param pairs: the pairs (:func:`make_pairs`)
+    :param settings: the evaluation's settings (``prediction_horizon``, ``pair_seed``)
+    :return: one row per step ``k = 1..prediction_horizon``: ``step``, ``relative_error``, ``no_change_error``, ``n``
     """
     import torch as th
 
@@ -255,7 +467,7 @@ def prediction_error(model: Any, env: Any, pairs: list[dict[str, Any]], settings
     observations, actions = [], []
     for index, pair in enumerate(pairs):
         obs, _ = env.reset(options=dict(start=pair["start"], goal=pair["goal"]))
-        env.action_space.seed(settings.pair_seed * 1_000_003 + index)
+        env.action_space.seed(episode_seed(settings.pair_seed, index))
         episode_obs, episode_actions = [obs], []
         for _ in range(settings.prediction_horizon):
             action = env.action_space.sample()
@@ -278,24 +490,26 @@ def prediction_error(model: Any, env: Any, pairs: list[dict[str, Any]], settings
             features = policy.jepa_predictor.action_encoder.from_env_actions(step_actions)
             predicted = policy.jepa_predictor.next(predicted, features)
             error = (predicted - z[:, k + 1]).pow(2).sum(dim=1).mean() / variance
-            rows.append(dict(step=k + 1, relative_error=float(error), n=n_pairs))
+            no_change = (z[:, 0] - z[:, k + 1]).pow(2).sum(dim=1).mean() / variance
+            rows.append(dict(step=k + 1, relative_error=float(error), no_change_error=float(no_change), n=n_pairs))
     return rows
 
 
 def evaluate_random(settings: PlanningSettings, out: Path) -> None:
-    """The random-action reference on the pairs (seeded by the pair)."""
+    """
+    The random-action reference on the pairs (seeded by the pair), once for all models.
+
+    :param settings: the evaluation's settings
+    :param out: the evaluation's output folder
+    """
     path = out / "episodes" / "random.csv"
     if path.exists():
         return
     pairs = make_pairs(settings.env_id, settings.n_pairs, settings.pair_seed)
     env, max_steps = _env_and_steps(settings)
-    rows = []
-    for index, pair in enumerate(pairs):
-        env.action_space.seed(settings.pair_seed * 1_000_003 + index)
-        result = _episode(env, pair, lambda obs, goal, first: env.action_space.sample(), max_steps)
-        rows.append(dict(config="random", seed=0, controller="random", pair=index, cross_room=pair["cross_room"], **result))
+    played = play(random_controller(env), env, pairs, list(range(len(pairs))), max_steps, settings.pair_seed)
     env.close()
-    _write_rows(path, rows, EPISODE_FIELDS)
+    _write_rows(path, [dict(config="random", seed=0, **row) for row in played], EPISODE_FIELDS)
 
 
 def find_models(
@@ -324,8 +538,14 @@ def find_models(
     return found
 
 
-def check_settings(settings: PlanningSettings, out: Path) -> None:
-    """Save the settings, or refuse to go on when ``out`` holds results of other settings."""
+def check_settings(settings: PlanningSettings, out: Path, write: bool = True) -> None:
+    """
+    Save the settings, or refuse to go on when ``out`` holds results of other settings.
+
+    :param settings: the evaluation's settings
+    :param out: the evaluation's output folder
+    :param write: save the settings when ``out`` has none yet (False: only refuse other settings)
+    """
     path = out / "settings.json"
     current = json.loads(json.dumps(asdict(settings)))
     if path.exists():
@@ -337,8 +557,29 @@ def check_settings(settings: PlanningSettings, out: Path) -> None:
                 f"saved settings {saved}"
             )
         return
+    if not write:
+        return
     out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(current, indent=2))
+
+
+def check_planners(task: ModelTask) -> None:
+    """
+    Build the model's planners once, so that a model they refuse (a critic that does not read the actor's
+    embedding for ``value_weight > 0``, an action distribution the prior cannot sample) fails before any work.
+
+    :param task: the model
+    :raise ValueError: naming the model and the planner's reason
+    """
+    planners = [name for name in task.settings.model_controllers() if name in PLANNERS]
+    if not planners:
+        return
+    model = _load(task)
+    for name in planners:
+        try:
+            make_planner(model, task.settings, name)
+        except ValueError as refused:
+            raise ValueError(f"{task.key()} ({task.path}) cannot run the controller {name}: {refused}") from refused
 
 
 def run_evaluation(
@@ -351,18 +592,28 @@ def run_evaluation(
     """
     Evaluate the models not evaluated yet in ``out`` (and the random reference), with a progress bar over episodes.
 
+    :param settings: the evaluation's settings
+    :param models: ``(config, seed, model path, algo)`` of each model (:func:`find_models`)
+    :param out: the evaluation's output folder
+    :param workers: worker processes
+    :param show_progress: show a progress bar
     :return: the models that failed, with their error (they stay unfinished: a rerun tries them again)
     """
     from sb3_jepa.study.runner import progress_bar, run_on_process_pool
 
-    check_settings(settings, out)
-    evaluate_random(settings, out)
     tasks = [ModelTask(config, seed, str(path), algo, settings) for config, seed, path, algo in models]
     todo = [task for task in tasks if not episodes_path(out, task).exists()]
+    check_settings(settings, out, write=False)  # other settings: refused before any model is loaded
+    for task in todo:
+        check_planners(task)
+    check_settings(settings, out)
+    if "random" in settings.controllers:
+        evaluate_random(settings, out)
     failures: list[tuple[ModelTask, BaseException]] = []
     if not todo:
         return failures
-    bar = progress_bar(2 * settings.n_pairs * len(todo), f"{len(todo)} models", unit="episode") if show_progress else None
+    total = settings.n_pairs * len(settings.model_controllers()) * len(todo)
+    bar = progress_bar(total, f"{len(todo)} models", unit="episode") if show_progress else None
 
     def on_progress(count: int) -> None:
         if bar is not None:

@@ -1,5 +1,8 @@
 """The scale-invariant loss options (jepa_loss, jepa_embedding_norm), the pairs sampler and the linear probes."""
 
+import re
+
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch as th
@@ -9,6 +12,7 @@ from stable_baselines3.common.torch_layers import FlattenExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
 from sb3_jepa import A2CJEPA, PPOJEPA, JEPAFeaturesExtractor
+from sb3_jepa.common import probes
 from sb3_jepa.common.jepa import SimNorm
 from sb3_jepa.common.loss import TARGET_MODES, prediction_error
 from sb3_jepa.common.probes import NoStateError, collect_states, linear_probe_r2
@@ -178,6 +182,111 @@ def test_collect_states_from_pixel_cart_pole():
     assert states[:, 0].std() > 0
     with pytest.raises(NoStateError, match="no 'state' entry"):
         collect_states(PPOJEPA("MlpPolicy", "CartPole-v1"), make_vec_env("CartPole-v1"), n_steps=5)
+
+
+def test_probe_held_out_by_episode_does_not_reward_memorising_episodes():
+    # The state is constant through each of 40 episodes of 20 steps and z is the episode's one-hot: z tells the
+    # state only by recognising the episode. Held-out random steps come from fitted episodes (R^2 near 1); held-out
+    # episodes were never seen, and their one-hot columns never fitted (R^2 near 0 or below)
+    rng = np.random.default_rng(0)
+    episodes = np.repeat(np.arange(40), 20)
+    states = rng.normal(size=(40, 2))[episodes]
+    z = np.eye(40)[episodes] + 0.01 * rng.normal(size=(800, 40))
+    assert (linear_probe_r2(z, states) > 0.95).all()
+    assert (linear_probe_r2(z, states, groups=episodes) < 0.1).all()
+    assert (linear_probe_r2(z, states, groups=episodes, ridge=1e-3, seed=3) < 0.1).all()
+    # z that holds the state linearly keeps its score on unseen episodes
+    states = rng.normal(size=(800, 3))
+    z = states @ rng.normal(size=(3, 16)) + 0.01 * rng.normal(size=(800, 16))
+    assert (linear_probe_r2(z, states, groups=episodes) > 0.99).all()
+
+
+def test_probe_groups_are_held_out_whole(monkeypatch):
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(30), rng.integers(5, 40, 30))
+    rng.shuffle(groups)  # a group's rows need not be adjacent
+    held, rest = probes._hold_out_groups(groups, 0.25, np.random.default_rng(0))
+    assert set(groups[held]).isdisjoint(groups[rest]) and len(set(groups[held])) >= 1
+    np.testing.assert_array_equal(np.sort(np.concatenate([held, rest])), np.arange(len(groups)))
+    # About the fraction: within half the largest group (39 rows) of a quarter of the rows
+    assert abs(len(held) - 0.25 * len(groups)) <= 39 / 2
+    np.testing.assert_array_equal(probes._hold_out_groups(groups, 0.25, np.random.default_rng(0))[0], held)
+    assert not np.array_equal(probes._hold_out_groups(groups, 0.25, np.random.default_rng(1))[0], held)
+    # linear_probe_r2 holds out whole groups, then holds back whole groups of the fit rows to choose the ridge
+    calls = []
+
+    def spy(groups, fraction, rng):
+        calls.append((groups, fraction, probes_hold_out(groups, fraction, rng)))
+        return calls[-1][2]
+
+    probes_hold_out = probes._hold_out_groups
+    monkeypatch.setattr(probes, "_hold_out_groups", spy)
+    z, states = rng.normal(size=(len(groups), 8)), rng.normal(size=(len(groups), 2))
+    linear_probe_r2(z, states, groups=groups)
+    (all_rows, holdout, (_, fit)), (fit_groups, fifth, (val, train)) = calls
+    np.testing.assert_array_equal(all_rows, groups)
+    np.testing.assert_array_equal(fit_groups, groups[fit])
+    assert (holdout, fifth) == (0.25, 0.2) and set(fit_groups[val]).isdisjoint(fit_groups[train])
+    calls.clear()
+    linear_probe_r2(z, states, groups=groups, ridge=0.1)
+    assert len(calls) == 1  # no ridge to choose
+
+
+def test_probe_needs_enough_groups():
+    rng = np.random.default_rng(0)
+    z, states = rng.normal(size=(400, 8)), rng.normal(size=(400, 2))
+    two = np.repeat([0, 1], 200)
+    with pytest.raises(ValueError, match=re.escape("groups must have at least 3 distinct values (one held out, one held")):
+        linear_probe_r2(z, states, groups=two)
+    assert linear_probe_r2(z, states, groups=two, ridge=0.1).shape == (2,)  # a given ridge needs none held back
+    with pytest.raises(ValueError, match=re.escape("groups must have at least 2 distinct values (one held out, one to")):
+        linear_probe_r2(z, states, groups=np.zeros(400), ridge=0.1)
+    with pytest.raises(ValueError, match="groups must have one entry per row of z, got 399 for 400 rows"):
+        linear_probe_r2(z, states, groups=two[:-1])
+    # Whole groups can leave too few fit rows: one group of 395 rows, the other 5 rows in 5 groups
+    with pytest.raises(
+        ValueError, match=r"at least 2 held-out and 10 fit rows, got \d+ and [0-9] from holding out whole groups"
+    ):
+        linear_probe_r2(z, states, groups=np.r_[np.zeros(395), np.arange(1, 6)], holdout=0.9)
+
+
+class StateInInfo(gym.Wrapper):
+    """CountingEnv with its ``(env_index, episode, step)`` observation also in ``info["state"]``."""
+
+    def reset(self, **kwargs):
+        observation, info = self.env.reset(**kwargs)
+        return observation, {**info, "state": observation.copy()}
+
+    def step(self, action):
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        return observation, reward, terminated, truncated, {**info, "state": observation.copy()}
+
+
+def counting_env_with_state():
+    return DummyVecEnv([lambda i=i: StateInInfo(CountingEnv(env_index=i)) for i in range(3)])
+
+
+def test_collect_states_numbers_the_episodes():
+    # CountingEnv's episodes last 2 to 6 steps and end alternately by termination and by truncation
+    env = counting_env_with_state()
+    model = PPOJEPA("MlpPolicy", env, seed=0, n_steps=16, batch_size=16, n_epochs=1)
+    z, states, episodes = collect_states(model, env, n_steps=40, return_episodes=True)
+    assert z.shape == (120, model.policy.features_dim) and states.shape == (120, 3) and episodes.shape == (120,)
+    # Rows step by step, env by env: one id per (env, episode) of the true state, and each its own
+    pairs = [(int(env_index), int(episode)) for env_index, episode, _ in states]
+    ids = dict(zip(pairs, episodes.tolist(), strict=True))
+    assert all(ids[pair] == episode for pair, episode in zip(pairs, episodes, strict=True))
+    assert len(set(ids.values())) == len(ids) > 3 * 40 / 6
+    # The first rows are the envs' first episodes, 0, 1, 2; then new ids in the order the episodes start, a new
+    # episode exactly where the true step count is back at 0
+    np.testing.assert_array_equal(episodes[:3], [0, 1, 2])
+    first = np.unique(episodes, return_index=True)[1]
+    np.testing.assert_array_equal(np.sort(first), first)
+    np.testing.assert_array_equal(np.sort(first), np.flatnonzero(states[:, 2] == 0))
+    # Without return_episodes, the two arrays of earlier versions
+    z_again, states_again = collect_states(model, counting_env_with_state(), n_steps=40)
+    np.testing.assert_array_equal(states_again, states)
+    np.testing.assert_allclose(z_again, z)
 
 
 @pytest.mark.parametrize("config", NEW_CONFIGS)

@@ -16,7 +16,9 @@ from sb3_jepa.common import probes
 from sb3_jepa.common.jepa import SimNorm
 from sb3_jepa.common.loss import TARGET_MODES, prediction_error
 from sb3_jepa.common.probes import NoStateError, collect_states, linear_probe_r2
+from sb3_jepa.study import runner
 from sb3_jepa.study.configs import CONFIGS
+from sb3_jepa.study.report import _probe_split_note
 from sb3_jepa.study.runner import RunSpec, check_specs
 from sb3_jepa.zoo.samplers import convert_jepa_params, sample_jepa_params
 from tests.conftest import ALGOS, SMALL
@@ -287,6 +289,30 @@ def test_collect_states_numbers_the_episodes():
     z_again, states_again = collect_states(model, counting_env_with_state(), n_steps=40)
     np.testing.assert_array_equal(states_again, states)
     np.testing.assert_allclose(z_again, z)
+
+
+def test_the_study_probes_hold_out_episodes(monkeypatch):
+    class Manager:  # the one ExperimentManager method _probe_scores uses
+        def create_envs(self, n_envs, eval_env=False):
+            return counting_env_with_state()
+
+    monkeypatch.setattr(runner, "PROBE_STEPS", 60)
+    model = PPOJEPA("MlpPolicy", counting_env_with_state(), seed=0, n_steps=16, batch_size=16, n_epochs=1)
+    z, states, episodes = collect_states(model, counting_env_with_state(), 60, return_episodes=True)
+    scores = runner._probe_scores(model, Manager())
+    np.testing.assert_allclose(scores, linear_probe_r2(z, states, groups=episodes))
+    assert not np.allclose(scores, linear_probe_r2(z, states), equal_nan=True)
+    # Too few episodes for a probe: a warning and no scores, not a failed run after its training
+    monkeypatch.setattr(runner, "PROBE_STEPS", 2)
+    with pytest.warns(UserWarning, match="No probe on 3 episodes of 2 steps: linear_probe_r2 needs at least"):
+        assert runner._probe_scores(model, Manager()) is None
+
+
+def test_the_study_report_says_which_runs_held_out_random_steps():
+    runs = [dict(probe_r2=[0.5], probe_split="episodes"), dict(probe_r2=None, probe_split=None)]
+    assert _probe_split_note(runs) == ""
+    note = _probe_split_note([*runs, dict(probe_r2=[0.9])])  # a summary of an earlier version
+    assert note.startswith(" 1 of the 2 probed runs were recorded by an earlier version, which held out random steps")
 
 
 @pytest.mark.parametrize("config", NEW_CONFIGS)

@@ -141,6 +141,18 @@ def _mean_of(runs: list[dict[str, Any]], key: str) -> str:
     return f"{np.mean(values):.3g} (min {np.min(values):.3g})"
 
 
+def _probe_split_note(runs: list[dict[str, Any]]) -> str:
+    """:return: a sentence on the probed runs recorded before whole episodes were held out, if any, else ``""``"""
+    probed = [run for run in runs if run.get("probe_r2") is not None]
+    random_rows = [run for run in probed if run.get("probe_split") != "episodes"]
+    if not random_rows:
+        return ""
+    return (
+        f" {len(random_rows)} of the {len(probed)} probed runs were recorded by an earlier version, which held out "
+        "random steps instead: nearly alike steps of one episode on both sides score higher than unseen episodes."
+    )
+
+
 def write_report(out: Path) -> Path:
     """
     Draw the plots and write ``report.md`` (and ``results.csv``, one row per run) from the finished runs.
@@ -161,8 +173,9 @@ def write_report(out: Path) -> Path:
         "update's, averaged over seeds (min over seeds in brackets). The JEPA loss is the squared error summed "
         "over embedding dimensions and averaged over transitions (the paper's ||W(z_t, a_t) - z_{t+1}||^2), so "
         "`jepa_coef` weighs it against the RL loss per transition, not per dimension (the `cosine` loss is "
-        "2 - 2 cos instead). Probe R^2: held-out R^2 of linear probes from the final policy's embeddings to each "
-        "true state variable, averaged over variables (environments that report their state only).",
+        "2 - 2 cos instead). Probe R^2: R^2 of linear probes from the final policy's embeddings to each true "
+        "state variable on held-out episodes (whole episodes, so that no test step is a near copy of a fitted one), "
+        "averaged over variables (environments that report their state only)." + _probe_split_note(runs),
         "",
     ]
     rows_csv = []

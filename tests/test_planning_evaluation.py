@@ -6,10 +6,12 @@ import subprocess
 import sys
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch as th
 
 from sb3_jepa import PPOJEPA
 from sb3_jepa.planning import planner as planner_module
@@ -21,6 +23,7 @@ from sb3_jepa.planning.evaluate import (
     ModelTask,
     PlanningSettings,
     check_settings,
+    episode_seed,
     evaluate_model,
     make_pairs,
     model_controllers,
@@ -366,3 +369,34 @@ def test_bootstrap_mean_refuses_bad_tables():
         bootstrap_mean(np.ones(4))
     with pytest.raises(ValueError, match="reps must be a positive int, got 0"):
         bootstrap_mean(np.ones((2, 2)), reps=0)
+
+
+def test_prediction_error_is_measured_in_the_space_w_predicts(monkeypatch):
+    # An ema model whose target encoder has drifted: W's predictions are compared with E_ema(o_k), not E(o_k)
+    model = PPOJEPA("CnnPolicy", gym.make(ENV_ID), n_steps=8, batch_size=8, jepa_target="ema", device="cpu", seed=0)
+    policy: Any = model.policy
+    th.manual_seed(0)
+    with th.no_grad():
+        for parameter in policy.jepa_target_encoder.parameters():
+            parameter.mul_(1.5)
+    monkeypatch.setattr(policy.jepa_predictor, "next", lambda z, features: z)  # W(z, a) = z: the prediction is E(o_0)
+    pairs = make_pairs(ENV_ID, 4, seed=0)
+    rows = prediction_error(model, gym.make(ENV_ID), pairs, TINY)
+    env = gym.make(ENV_ID)
+    first, last = [], []
+    for index, pair in enumerate(pairs):  # the episodes prediction_error plays: random actions seeded by the pair
+        obs, _ = env.reset(options=dict(start=pair["start"], goal=pair["goal"]))
+        env.action_space.seed(episode_seed(TINY.pair_seed, index))
+        first.append(obs)
+        for _ in range(TINY.prediction_horizon):
+            obs, *_ = env.step(env.action_space.sample())
+        last.append(obs)
+    with th.no_grad():
+        online = policy.jepa_encode(policy.obs_to_tensor(np.stack(first))[0])
+        target = policy.jepa_encode(policy.obs_to_tensor(np.stack(last))[0], target=True)
+    expected = float((online - target).pow(2).sum(dim=1).mean())
+    ratio = rows[-1]["relative_error"] / rows[-1]["no_change_error"]
+    moved = float(
+        (policy.jepa_encode(policy.obs_to_tensor(np.stack(first))[0], target=True) - target).pow(2).sum(dim=1).mean()
+    )
+    assert ratio == pytest.approx(expected / moved, rel=1e-4)

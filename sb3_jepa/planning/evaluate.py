@@ -459,9 +459,14 @@ def prediction_error(model: Any, env: Any, pairs: list[dict[str, Any]], settings
     :param env: a Two Rooms environment
     :param pairs: the pairs (:func:`make_pairs`)
     :param settings: the evaluation's settings (``prediction_horizon``, ``pair_seed``)
+    Embeddings are compared in the space ``W`` was trained to predict in, as the planner compares them (see
+    :mod:`~sb3_jepa.planning.world_model`): for ``mse`` models with an online or stop-gradient target, ``E`` itself.
+
     :return: one row per step ``k = 1..prediction_horizon``: ``step``, ``relative_error``, ``no_change_error``, ``n``
     """
     import torch as th
+
+    from sb3_jepa.planning.world_model import WorldModel
 
     policy = model.policy
     observations, actions = [], []
@@ -479,17 +484,18 @@ def prediction_error(model: Any, env: Any, pairs: list[dict[str, Any]], settings
     obs_array = np.stack(observations)  # (pairs, horizon + 1, H, W, C)
     action_array = np.stack(actions)  # (pairs, horizon, *action shape)
     n_pairs, steps = action_array.shape[:2]
-    with th.no_grad():
+    # In the space W was trained to predict in (the target encoder's for ema, directions for cosine), as the planner
+    world = WorldModel(policy, getattr(model, "jepa_loss", "mse"))
+    with th.no_grad(), world.eval_mode():
         tensor, _ = policy.obs_to_tensor(obs_array.reshape(-1, *obs_array.shape[2:]))
-        z = policy.jepa_encode(tensor).reshape(n_pairs, steps + 1, -1)
+        z = world.compared(world.target(tensor)).reshape(n_pairs, steps + 1, -1)
         variance = (z.flatten(0, 1) - z.flatten(0, 1).mean(dim=0)).pow(2).sum(dim=1).mean().clamp_min(1e-12)
-        predicted = z[:, 0]
+        predicted = world.encode(tensor).reshape(n_pairs, steps + 1, -1)[:, 0]  # W's input: the online E(o_0)
         rows = []
         for k in range(steps):
             step_actions = th.as_tensor(action_array[:, k], device=policy.device)
-            features = policy.jepa_predictor.action_encoder.from_env_actions(step_actions)
-            predicted = policy.jepa_predictor.next(predicted, features)
-            error = (predicted - z[:, k + 1]).pow(2).sum(dim=1).mean() / variance
+            predicted = world.next(predicted, world.action_features(step_actions))
+            error = (world.compared(predicted) - z[:, k + 1]).pow(2).sum(dim=1).mean() / variance
             no_change = (z[:, 0] - z[:, k + 1]).pow(2).sum(dim=1).mean() / variance
             rows.append(dict(step=k + 1, relative_error=float(error), no_change_error=float(no_change), n=n_pairs))
     return rows

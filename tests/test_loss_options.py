@@ -178,7 +178,7 @@ def test_probe_recovers_a_linear_map_and_scores_collapse_as_collapse():
 def test_collect_states_from_pixel_cart_pole():
     env = VecFrameStack(make_vec_env("PixelCartPole-v1", n_envs=2, seed=0, env_kwargs=dict(size=36)), n_stack=4)
     model = PPOJEPA("CnnPolicy", env, seed=0, n_steps=16, batch_size=16, n_epochs=1)
-    z, states = collect_states(model, env, n_steps=50)
+    z, states, _ = collect_states(model, env, n_steps=50)
     assert z.shape == (100, model.policy.features_dim) and states.shape == (100, 4)
     # the cart's position in the state is the one drawn: it changes over the episode
     assert states[:, 0].std() > 0
@@ -272,7 +272,7 @@ def test_collect_states_numbers_the_episodes():
     # CountingEnv's episodes last 2 to 6 steps and end alternately by termination and by truncation
     env = counting_env_with_state()
     model = PPOJEPA("MlpPolicy", env, seed=0, n_steps=16, batch_size=16, n_epochs=1)
-    z, states, episodes = collect_states(model, env, n_steps=40, return_episodes=True)
+    z, states, episodes = collect_states(model, env, n_steps=40)
     assert z.shape == (120, model.policy.features_dim) and states.shape == (120, 3) and episodes.shape == (120,)
     # Rows step by step, env by env: one id per (env, episode) of the true state, and each its own
     pairs = [(int(env_index), int(episode)) for env_index, episode, _ in states]
@@ -285,10 +285,6 @@ def test_collect_states_numbers_the_episodes():
     first = np.unique(episodes, return_index=True)[1]
     np.testing.assert_array_equal(np.sort(first), first)
     np.testing.assert_array_equal(np.sort(first), np.flatnonzero(states[:, 2] == 0))
-    # Without return_episodes, the two arrays of earlier versions
-    z_again, states_again = collect_states(model, counting_env_with_state(), n_steps=40)
-    np.testing.assert_array_equal(states_again, states)
-    np.testing.assert_allclose(z_again, z)
 
 
 def test_the_study_probes_hold_out_episodes(monkeypatch):
@@ -298,7 +294,7 @@ def test_the_study_probes_hold_out_episodes(monkeypatch):
 
     monkeypatch.setattr(runner, "PROBE_STEPS", 60)
     model = PPOJEPA("MlpPolicy", counting_env_with_state(), seed=0, n_steps=16, batch_size=16, n_epochs=1)
-    z, states, episodes = collect_states(model, counting_env_with_state(), 60, return_episodes=True)
+    z, states, episodes = collect_states(model, counting_env_with_state(), 60)
     scores = runner._probe_scores(model, Manager())
     np.testing.assert_allclose(scores, linear_probe_r2(z, states, groups=episodes))
     assert not np.allclose(scores, linear_probe_r2(z, states), equal_nan=True)

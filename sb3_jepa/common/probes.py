@@ -8,7 +8,7 @@ to each state variable, on states the trained policy visits. The study holds out
 random steps have near copies among the fitted ones, which flatters a probe.
 """
 
-from typing import Any, Literal, overload
+from typing import Any
 
 import numpy as np
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -140,37 +140,13 @@ def linear_probe_r2(
     return _r2(states[test], design[test] @ weights)
 
 
-@overload
-def collect_states(
-    model: BaseAlgorithm,
-    env: VecEnv,
-    n_steps: int,
-    deterministic: bool = ...,
-    state_key: str = ...,
-    return_episodes: Literal[False] = ...,
-) -> tuple[np.ndarray, np.ndarray]: ...
-
-
-@overload
-def collect_states(
-    model: BaseAlgorithm,
-    env: VecEnv,
-    n_steps: int,
-    deterministic: bool = ...,
-    state_key: str = ...,
-    *,
-    return_episodes: Literal[True],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
-
-
 def collect_states(
     model: BaseAlgorithm,
     env: VecEnv,
     n_steps: int,
     deterministic: bool = False,
     state_key: str = "state",
-    return_episodes: bool = False,
-) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     Run the model's policy in ``env`` and keep, for every step, the embedding of the observation, the true state
     the environment reports with it (``info[state_key]``; ``env.reset_infos`` after a reset) and the episode it
@@ -182,12 +158,10 @@ def collect_states(
     :param n_steps: how many VecEnv steps to collect (``n_steps * env.num_envs`` rows)
     :param deterministic: act greedily instead of sampling
     :param state_key: the info key holding the true state
-    :param return_episodes: also return each row's episode id (False keeps the two-array return of earlier
-        versions, which callers unpack)
-    :return: ``(z, states)``, shapes ``(rows, dim)`` and ``(rows, n_vars)``, the rows ordered step by step, env by
-        env within a step; with ``return_episodes``, ``(z, states, episodes)``, ``episodes`` of shape ``(rows,)``
-        numbering the episodes ``0, 1, ...`` in the order they start (env ``i``'s first episode is ``i``), one
-        number per episode of every env (the ``groups`` of :func:`linear_probe_r2`)
+    :return: ``(z, states, episodes)``, shapes ``(rows, dim)``, ``(rows, n_vars)`` and ``(rows,)``, the rows ordered
+        step by step, env by env within a step; ``episodes`` numbering the episodes ``0, 1, ...`` in the order they
+        start (env ``i``'s first episode is ``i``), one number per episode of every env (the ``groups`` of
+        :func:`linear_probe_r2`)
     :raises NoStateError: if the environment's infos carry no ``state_key``
     """
     check_positive_int("n_steps", n_steps)
@@ -216,6 +190,4 @@ def collect_states(
         infos = [reset_infos[i] if dones[i] and reset_infos else step_infos[i] for i in range(env.num_envs)]
         for i in np.flatnonzero(dones):
             episode[i], next_episode = next_episode, next_episode + 1
-    if return_episodes:
-        return np.concatenate(embeddings), np.concatenate(states), np.concatenate(episode_ids)
-    return np.concatenate(embeddings), np.concatenate(states)
+    return np.concatenate(embeddings), np.concatenate(states), np.concatenate(episode_ids)

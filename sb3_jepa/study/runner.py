@@ -235,7 +235,7 @@ def _probe_scores(model: Any, manager: Any) -> list[float] | None:
 
     env = manager.create_envs(1, eval_env=True)
     try:
-        z, states, episodes = collect_states(model, env, PROBE_STEPS, return_episodes=True)
+        z, states, episodes = collect_states(model, env, PROBE_STEPS)
     except NoStateError:
         return None
     finally:

@@ -217,13 +217,11 @@ class LatentPlanner:
         """
         k = self.n_prior_samples
         starts = z.repeat_interleave(k, dim=0)  # rows (problem 0: k rows, problem 1: k rows, ...)
-        greedy = th.arange(0, len(starts), k, device=self.device)  # the first row of each problem
+        greedy = th.arange(len(starts), device=self.device) % k == 0  # the first row of each problem
         current, actions = starts, []
         with th.no_grad():
             for _ in range(self.horizon):
-                read = self.world.readout(current, starts)
-                action = self.world.pi(read, self.generator)
-                action[greedy] = self.world.pi(read[greedy], self.generator, deterministic=True)
+                action = self.world.pi(self.world.readout(current, starts), self.generator, deterministic=greedy)
                 actions.append(action)
                 current = self.world.next(current, self.world.action_features(action))
         stacked = th.stack(actions, dim=1)  # (batch * k, horizon, *action shape)

@@ -25,6 +25,7 @@ from stable_baselines3.common.distributions import (
     CategoricalDistribution,
     DiagGaussianDistribution,
     MultiCategoricalDistribution,
+    SquashedDiagGaussianDistribution,
 )
 from torch.nn import functional as F
 
@@ -145,7 +146,7 @@ class WorldModel:
         """Refuse action distributions :meth:`pi` cannot sample with the planner's generator"""
         distribution = getattr(self.policy, "action_dist", None)
         supported = (CategoricalDistribution, MultiCategoricalDistribution, DiagGaussianDistribution)
-        if not isinstance(distribution, supported):
+        if not isinstance(distribution, supported) or isinstance(distribution, SquashedDiagGaussianDistribution):
             raise ValueError(
                 f"prior='policy' samples from Categorical, MultiCategorical or DiagGaussian action distributions; this "
                 f"policy's is {type(distribution).__name__} (gSDE: train with use_sde=False, or plan with prior=None)"
@@ -161,35 +162,34 @@ class WorldModel:
                 "plan with value_weight=0"
             )
 
-    def pi(self, z: th.Tensor, generator: th.Generator, deterministic: bool = False) -> th.Tensor:
+    def pi(self, z: th.Tensor, generator: th.Generator, deterministic: bool | th.Tensor = False) -> th.Tensor:
         """
         Actions from the actor on embeddings, drawn with the planner's generator (SB3's ``predict`` draws from
-        torch's global one). Box actions are clipped to the bounds, as SB3's ``predict`` does.
+        torch's global one). Box actions are clipped to the bounds, as SB3's ``predict`` does. The distribution's
+        parameters are read off the action net directly (SB3's distribution objects cost more than the sampling
+        in a planner's per-step loop).
 
         :param z: embeddings (or :meth:`readout` of predicted latents), shape ``(n, dim)``
         :param generator: the random generator
-        :param deterministic: the distribution's mode instead of a sample
+        :param deterministic: the distribution's mode instead of a sample: for every row, or per row (a bool
+            tensor of shape ``(n,)``)
         :return: env actions, shape ``(n, *action shape)`` (Discrete: ``(n,)``)
         """
         policy = self.policy
-        distribution: Any = policy._get_action_dist_from_latent(policy.mlp_extractor.forward_actor(z))
+        out = policy.action_net(policy.mlp_extractor.forward_actor(z))
+        mode = th.as_tensor(deterministic, device=z.device).expand(len(z))
         space = policy.action_space
-        if isinstance(distribution, DiagGaussianDistribution):
-            mean, std = distribution.distribution.mean, distribution.distribution.stddev
-            noise = 0.0 if deterministic else th.randn(mean.shape, generator=generator, device=mean.device)
-            flat = mean + std * noise
+        if isinstance(policy.action_dist, DiagGaussianDistribution):
+            noise = th.randn(out.shape, generator=generator, device=out.device)
+            flat = out + policy.log_std.exp() * noise * (~mode)[:, None]
             low = th.as_tensor(space.low, dtype=flat.dtype, device=flat.device).flatten()
             high = th.as_tensor(space.high, dtype=flat.dtype, device=flat.device).flatten()
             return th.maximum(th.minimum(flat, high), low).reshape(-1, *space.shape)
-        categoricals = (
-            [distribution.distribution]
-            if isinstance(distribution, CategoricalDistribution)
-            else list(distribution.distribution)
-        )
-        indices = [
-            p.probs.argmax(dim=-1) if deterministic else th.multinomial(p.probs, 1, generator=generator)[:, 0]
-            for p in categoricals
-        ]
+        sizes = [int(space.n)] if isinstance(space, spaces.Discrete) else [int(n) for n in space.nvec]
+        indices = []
+        for logits in out.split(sizes, dim=1):
+            sampled = th.multinomial(th.softmax(logits, dim=1), 1, generator=generator)[:, 0]
+            indices.append(th.where(mode, logits.argmax(dim=1), sampled))
         if isinstance(space, spaces.Discrete):
             return indices[0] + int(space.start)
         starts = th.as_tensor(getattr(space, "start", 0), device=z.device).reshape(-1)

@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         nargs="+",
         action=StoreDict,
         default=None,
-        help=f"the method's options, as in rl-zoo3 (n_samples:128 n_iterations:5); default {defaults.options} "
+        help=f"the method's options, as in rl-zoo3 (n_samples:64 n_iterations:4); default {defaults.options} "
         "for cem, the method's own defaults otherwise",
     )
     evaluate.add_argument(

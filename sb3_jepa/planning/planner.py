@@ -12,6 +12,11 @@ The score of a candidate (lower is better; :meth:`LatentPlanner.objective`)::
   :mod:`~sb3_jepa.planning.world_model`), optionally per dimension in units of a reference spread;
 - ``V(z_H)``: the critic's value of the last predicted latent (TD-MPC2's terminal value; there is no reward head:
   with one discount for every candidate, ``gamma^H`` changes no ranking, so it is left out);
+  The critic's value ranks plans toward a goal only where it rises toward the goal: on Two Rooms, whose RL reward is
+  shaped by the geodesic distance (the reward of a step is the distance it gains), ``V`` measures the reward still
+  to collect and *falls* as the agent nears the goal (measured on a trained PPO model: 14.4 at 20 px, 8.4 at the
+  goal), so the terminal value alone steers away from it; TD-MPC2 adds the predicted rewards along the plan (a
+  reward head, which this package does not train);
 - ``s_D``, ``s_V``: when both terms are on, each one's spread (std) over the first scored candidates of the search,
   so that the two weights are unit-free; with one term on, no division (the cost of 0.4.0 when ``value_weight=0``).
 

@@ -456,13 +456,13 @@ def prediction_error(model: Any, env: Any, pairs: list[dict[str, Any]], settings
     E(o_k)||^2`` is how far the embedding actually moved. A ``W`` that does not beat it has learned no dynamics
     (an embedding that hardly moves makes both small; the ratio of the two is what tells).
 
+    Embeddings are compared in the space ``W`` was trained to predict in, as the planner compares them (see
+    :mod:`~sb3_jepa.planning.world_model`): for ``mse`` models with an online or stop-gradient target, ``E`` itself.
+
     :param model: a trained A2CJEPA/PPOJEPA
     :param env: a Two Rooms environment
     :param pairs: the pairs (:func:`make_pairs`)
     :param settings: the evaluation's settings (``prediction_horizon``, ``pair_seed``)
-    Embeddings are compared in the space ``W`` was trained to predict in, as the planner compares them (see
-    :mod:`~sb3_jepa.planning.world_model`): for ``mse`` models with an online or stop-gradient target, ``E`` itself.
-
     :return: one row per step ``k = 1..prediction_horizon``: ``step``, ``relative_error``, ``no_change_error``, ``n``
     """
     import torch as th

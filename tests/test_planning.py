@@ -320,7 +320,6 @@ def test_reference_obs_undoes_anisotropic_scales_and_leaves_dead_dimensions_out(
 
 def test_reference_weights_worked_example():
     planner = LatentPlanner(point_mass_model("box"), horizon=2)
-    planner.world = type(planner.world)(planner.policy)
     stds = th.tensor([0.5, 0.0, 2.0, 1e-9])
     reference = (th.tensor([[1.0], [-1.0]]) * stds).numpy()  # two rows: per-dimension std (unbiased) = stds * sqrt(2)
     planner.policy.jepa_encode = lambda obs, target=False: th.as_tensor(obs).float() / np.sqrt(2)  # type: ignore[method-assign,assignment]

@@ -52,6 +52,13 @@ class WorldModel:
         self.predictor = predictor
         self.jepa_loss = check_jepa_loss(jepa_loss)
         self.ema = getattr(policy, "jepa_target", None) == "ema"
+        # What pi() needs of the action space, on the model's device once (not a host-device copy per rollout step)
+        space: Any = policy.action_space
+        if isinstance(space, spaces.Box):
+            self._low = th.as_tensor(space.low, dtype=th.float32, device=policy.device).flatten()
+            self._high = th.as_tensor(space.high, dtype=th.float32, device=policy.device).flatten()
+        elif isinstance(space, spaces.MultiDiscrete):
+            self._starts = th.as_tensor(getattr(space, "start", 0), device=policy.device).reshape(-1)
 
     @property
     def critic_reads_z(self) -> bool:
@@ -182,9 +189,7 @@ class WorldModel:
         if isinstance(policy.action_dist, DiagGaussianDistribution):
             noise = th.randn(out.shape, generator=generator, device=out.device)
             flat = out + policy.log_std.exp() * noise * (~mode)[:, None]
-            low = th.as_tensor(space.low, dtype=flat.dtype, device=flat.device).flatten()
-            high = th.as_tensor(space.high, dtype=flat.dtype, device=flat.device).flatten()
-            return th.maximum(th.minimum(flat, high), low).reshape(-1, *space.shape)
+            return th.maximum(th.minimum(flat, self._high), self._low).reshape(-1, *space.shape)
         sizes = [int(space.n)] if isinstance(space, spaces.Discrete) else [int(n) for n in space.nvec]
         indices = []
         for logits in out.split(sizes, dim=1):
@@ -192,8 +197,7 @@ class WorldModel:
             indices.append(th.where(mode, logits.argmax(dim=1), sampled))
         if isinstance(space, spaces.Discrete):
             return indices[0] + int(space.start)
-        starts = th.as_tensor(getattr(space, "start", 0), device=z.device).reshape(-1)
-        return th.stack(indices, dim=-1) + starts
+        return th.stack(indices, dim=-1) + self._starts
 
     def V(self, z: th.Tensor) -> th.Tensor:
         """

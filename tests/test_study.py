@@ -103,12 +103,12 @@ def tiny_specs(seeds: tuple[int, ...], **hyperparams: object) -> list:
 
 
 def run_files(out: Path) -> dict[str, object]:
-    """Every run's CSV files and summary, the wall time left out: what two backends must agree on."""
+    """Every run's CSV files and summary, the wall time and the worker left out: what two backends must agree on."""
     files: dict[str, object] = {}
     for path in sorted(out.glob("*/*/seed*/*")):
         key = str(path.relative_to(out))
         if path.name == "summary.json":
-            files[key] = {k: v for k, v in json.loads(path.read_text()).items() if k != "wall_time_s"}
+            files[key] = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("wall_time_s", "worker")}
         elif path.suffix == ".csv":
             files[key] = path.read_text()
     return files
@@ -123,7 +123,7 @@ def test_ray_backend_matches_the_process_pool(tmp_path):
     (good,) = tiny_specs((0,))
     (bad,) = tiny_specs((2,), jepa_coef=-1.0)  # passes check_specs, raises in the run
     run_all([good], tmp_path / "pool", workers=1, show_progress=False)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20)
     try:
         # Tasks that see the driver's folder write into it; a run that raises is reported, the other still finishes
         summaries, failures = run_all([good, bad], tmp_path / "ray", workers=2, show_progress=False, backend="ray")

@@ -606,7 +606,8 @@ def run_evaluation(
     :param show_progress: show a progress bar
     :return: the models that failed, with their error (they stay unfinished: a rerun tries them again)
     """
-    from sb3_jepa.study.runner import progress_bar, run_on_process_pool
+    from sb3_jepa.study.runner import progress_bar
+    from sb3_jepa.study.workers import report_retry, run_on_process_pool
 
     tasks = [ModelTask(config, seed, str(path), algo, settings) for config, seed, path, algo in models]
     todo = [task for task in tasks if not episodes_path(out, task).exists()]
@@ -631,7 +632,8 @@ def run_evaluation(
             failures.append((task, error))
 
     try:
-        run_on_process_pool(evaluate_model, todo, out, workers, on_progress, on_result)
+        on_retry = report_retry(lambda task: f"{task.config} seed {task.seed}")
+        run_on_process_pool(evaluate_model, todo, out, workers, on_progress, on_result, on_retry=on_retry)
     finally:
         if bar is not None:
             bar.close()

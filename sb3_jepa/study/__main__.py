@@ -8,7 +8,9 @@ The collapse study, in one command:
 
 ``run`` trains every (environment, configuration, seed) on worker processes, skips runs already finished in
 ``--out``, then writes ``report.md`` (interval estimates from rliable), ``results.csv`` and one PNG per environment.
-Needs the ``study`` extra (rl-zoo3, rliable, matplotlib).
+A run whose worker dies is started again (``--retries``); the others go on. Exit status: 0 every run finished, 1 some
+failed (the report covers the others; a rerun retries the failed ones), 2 bad arguments (nothing started), 3 no run
+finished at all. Needs the ``study`` extra (rl-zoo3, rliable, matplotlib).
 """
 
 import argparse
@@ -17,7 +19,13 @@ import sys
 from pathlib import Path
 
 from sb3_jepa.study.configs import CONFIGS, DEFAULT_CONFIGS
-from sb3_jepa.study.runner import BACKENDS, RunSpec, check_specs, run_all
+from sb3_jepa.study.runner import BACKENDS, RunSpec, check_output_folder, check_specs, run_all
+from sb3_jepa.study.workers import DEFAULT_RETRIES
+
+#: Exit statuses of ``run`` and ``report`` (2 is argparse's, for bad arguments)
+EXIT_ALL_DONE, EXIT_SOME_FAILED, EXIT_NONE_FINISHED = 0, 1, 3
+#: ``--ray-files``: where Ray tasks write their run folders (see :mod:`sb3_jepa.study.ray_backend`)
+RAY_FILES = {"auto": None, "shared": True, "sent": False}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -60,6 +68,19 @@ def _parser() -> argparse.ArgumentParser:
         "--address", default=None, help="ray backend: the cluster (default: start a local one; auto; ray://host:port)"
     )
     run.add_argument("--gpus-per-run", type=float, default=0.0, help="ray backend: the GPU fraction each run asks for")
+    run.add_argument(
+        "--retries",
+        type=int,
+        default=DEFAULT_RETRIES,
+        help="times a run whose worker died (killed, out of memory, node lost) is started again",
+    )
+    run.add_argument(
+        "--ray-files",
+        default="auto",
+        choices=list(RAY_FILES),
+        help="ray backend: tasks write into --out (shared), send their files back to the driver (sent), or "
+        "whichever works (auto: shared where a task sees --out)",
+    )
     report = commands.add_parser("report", help="write report.md, results.csv and the plots from finished runs")
     report.add_argument("--out", type=Path, default=Path("runs/study"))
     commands.add_parser("configs", help="list the named configurations")
@@ -74,16 +95,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:>20}: {kwargs or '(the defaults)'}")
         return 0
 
-    from sb3_jepa.study.report import write_report
-
     if args.command == "report":
-        print(write_report(args.out))
-        return 0
+        return _report(args.out)
 
-    if args.timesteps <= 0 or args.workers <= 0 or args.eval_episodes < 0 or args.threads < 0:
-        parser.error("--timesteps and --workers must be positive, --eval-episodes and --threads >= 0")
-    if args.backend == "process" and (args.address is not None or args.gpus_per_run):
-        parser.error("--address and --gpus-per-run are for --backend ray")
+    if args.timesteps <= 0 or args.workers <= 0 or args.eval_episodes < 0 or args.threads < 0 or args.retries < 0:
+        parser.error("--timesteps and --workers must be positive, --eval-episodes, --threads and --retries >= 0")
+    if args.backend == "process" and (args.address is not None or args.gpus_per_run or args.ray_files != "auto"):
+        parser.error("--address, --gpus-per-run and --ray-files are for --backend ray")
     if args.gpus_per_run < 0:
         parser.error("--gpus-per-run must be >= 0")
     if args.backend == "ray":
@@ -101,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds
     ]
     try:
+        # Everything a worker would otherwise find out one run at a time, checked once before any starts
         check_specs(specs)
+        check_environments(args.env)
+        check_output_folder(args.out)
     except ValueError as invalid:
         parser.error(str(invalid))
     _, failures = run_all(
@@ -112,11 +133,57 @@ def main(argv: list[str] | None = None) -> int:
         backend=args.backend,
         address=args.address,
         gpus_per_run=args.gpus_per_run,
+        retries=args.retries,
+        shared_filesystem=RAY_FILES[args.ray_files],
     )
     for spec, failure in failures:
         print(f"FAILED {spec.directory(args.out)}: {type(failure).__name__}: {failure}", file=sys.stderr)
-    print(write_report(args.out))
-    return 1 if failures else 0
+    status = _report(args.out, failed=len(failures))
+    return status if status != EXIT_ALL_DONE or not failures else EXIT_SOME_FAILED
+
+
+def check_environments(env_ids: list[str]) -> None:
+    """
+    Check that every id is registered, as rl-zoo3 would register it (its ``import_envs``: MinAtar, ALE, ...) plus this
+    package's testbeds, so that a typo fails here with gymnasium's own "did you mean" instead of in every worker.
+
+    :param env_ids: the ``--env`` ids
+    :raises ValueError: naming the first unknown id
+    """
+    import gymnasium
+    import rl_zoo3.import_envs  # noqa: F401  (registers what rl-zoo3's train.py registers)
+
+    from sb3_jepa.envs import register_envs
+
+    register_envs()
+    for env_id in env_ids:
+        try:
+            gymnasium.spec(env_id)
+        except gymnasium.error.Error as unknown:
+            raise ValueError(f"--env {env_id}: {unknown}") from None
+
+
+def _report(out: Path, failed: int = 0) -> int:
+    """
+    Write the report of the finished runs and print its path; where no run finished, say so in one line.
+
+    :param out: the study's output folder
+    :param failed: how many runs failed just now (for the message)
+    :return: the exit status
+    """
+    from sb3_jepa.study.report import NoFinishedRunError, write_report
+    from sb3_jepa.study.runner import CorruptRunError
+
+    try:
+        print(write_report(out))
+    except NoFinishedRunError as nothing:
+        suffix = f" ({failed} failed, see above; a rerun tries them again)" if failed else ""
+        print(f"{nothing}{suffix}", file=sys.stderr)
+        return EXIT_NONE_FINISHED
+    except CorruptRunError as corrupt:
+        print(f"{corrupt}; `study run` with the same arguments moves it aside and does that run again", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return EXIT_ALL_DONE
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@ writes there is visible to it), it writes its run folder there, as the process p
 writes into a temporary folder of its node and sends the folder's files back, and the driver writes them, the
 summary last (so that resume semantics stay: a run without its summary is unfinished and runs again).
 
+A task whose worker process dies (killed, out of memory, its node lost) is retried by Ray itself (``max_retries``, the
+study's ``--retries``); an exception raised by the run is not (``retry_exceptions=False``: it would raise again).
+Once Ray gives up, the run fails with a :class:`~sb3_jepa.study.workers.WorkerLost` naming Ray's reason. Each
+summary records the node that ran it (``worker.node_id``).
+
 Needs the ``ray`` extra.
 """
 
@@ -19,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from sb3_jepa.study.runner import RunSpec, execute
+from sb3_jepa.study.workers import DEFAULT_RETRIES, WorkerLost
 
 #: Name of the marker a driver writes into its output folder; its content says which driver wrote it
 MARKER = ".sb3_jepa_study_driver"
 
 
 def run_task(
-    spec: RunSpec, out: str, marker: str | None, token: str, progress: Any
+    spec: RunSpec, out: str, marker: str | None, token: str, progress: Any, require_shared: bool = False
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """
     One run, in a Ray task.
@@ -35,15 +41,24 @@ def run_task(
     :param marker: the marker file's path under ``out`` (None: never write into ``out``, send the files back)
     :param token: what the driver wrote into the marker
     :param progress: a ``ray.util.queue.Queue`` for progress messages, or None
+    :param require_shared: fail where the task does not see the marker, instead of sending the files back
     :return: the summary, and the run folder's files (relative path -> bytes) when the folder is not shared (else
         nothing: the files are already in place)
     """
+    import ray
+
+    where = {"backend": "ray", "node_id": ray.get_runtime_context().get_node_id()}
     shared = marker is not None and Path(marker).is_file() and Path(marker).read_text() == token
     if shared:
-        return execute(spec, Path(out), progress), {}
+        return execute(spec, Path(out), progress, where), {}
+    if require_shared:
+        raise FileNotFoundError(
+            f"shared filesystem asked for, but the task on node {where['node_id']} does not see the driver's "
+            f"marker {marker} (is {out} on a filesystem every node mounts at that path?)"
+        )
     local = Path(tempfile.mkdtemp(prefix="sb3_jepa_study_"))
     try:
-        summary = execute(spec, local, progress)
+        summary = execute(spec, local, progress, where)
         run_dir = spec.directory(local)
         files = {str(path.relative_to(run_dir)): path.read_bytes() for path in run_dir.rglob("*") if path.is_file()}
         return summary, files
@@ -76,6 +91,7 @@ def run_on_ray(
     on_progress: Callable[[int], None],
     on_result: Callable[[RunSpec, dict[str, Any] | None, BaseException | None], None],
     shared_filesystem: bool | None = None,
+    retries: int = DEFAULT_RETRIES,
 ) -> None:
     """
     Run the specs as Ray tasks; report progress and each result as it comes.
@@ -88,7 +104,9 @@ def run_on_ray(
     :param on_progress: called with the timesteps done since the last message
     :param on_result: called with each run's summary, or its error
     :param shared_filesystem: whether the tasks write into ``out`` themselves; None: where they see the driver's
-        marker; False: always send the files back
+        marker; False: always send the files back; True: always write into ``out`` (an error where a task cannot see
+        it)
+    :param retries: how many times Ray starts a task again whose worker died
     """
     import ray
     from ray.util.queue import Empty, Queue
@@ -102,9 +120,17 @@ def run_on_ray(
     # No CPU for the queue actor: with every CPU taken by runs it could not be placed, and the runs would wait on it
     progress = Queue(actor_options={"num_cpus": 0})
     remote = ray.remote(run_task)
+    # A dead worker (SIGKILL, Ray's memory monitor, a lost node) is retried by Ray; the run's own errors are not
+    options = {"num_gpus": gpus_per_run, "max_retries": retries, "retry_exceptions": False}
+    marker_path = None if shared_filesystem is False else str(marker.resolve())
+    lost_worker_errors = (
+        ray.exceptions.WorkerCrashedError,
+        ray.exceptions.OutOfMemoryError,
+        ray.exceptions.NodeDiedError,
+    )
     refs = {
-        remote.options(num_cpus=spec.threads, num_gpus=gpus_per_run).remote(
-            spec, str(out.resolve()), None if shared_filesystem is False else str(marker.resolve()), token, progress
+        remote.options(num_cpus=spec.threads, **options).remote(
+            spec, str(out.resolve()), marker_path, token, progress, shared_filesystem is True
         ): spec
         for spec in todo
     }
@@ -125,6 +151,10 @@ def run_on_ray(
                 except ray.exceptions.RayTaskError as failure:
                     # The run's own exception, as raised in the task
                     on_result(spec, None, failure.cause if isinstance(failure.cause, BaseException) else failure)
+                    continue
+                except lost_worker_errors as lost:
+                    # Ray retried it `retries` times already: the cause in words, as the process pool says it
+                    on_result(spec, None, WorkerLost(f"{type(lost).__name__}: {lost}", retries + 1))
                     continue
                 except ray.exceptions.RayError as failure:
                     on_result(spec, None, failure)

@@ -5,12 +5,13 @@ The study's report: for each environment, a PNG of return, effective rank and em
 """
 
 import csv
-import json
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from sb3_jepa.study.runner import check_run_files
 
 #: the curves drawn for each environment: (column of metrics.csv, axis label, log scale)
 CURVES = (
@@ -22,14 +23,20 @@ CURVES = (
 BOOTSTRAP_REPS = 2000
 
 
+class NoFinishedRunError(FileNotFoundError):
+    """The output folder holds no finished run."""
+
+
 def load_runs(out: Path) -> list[dict[str, Any]]:
     """
     :param out: the study's output folder
     :return: the finished runs: their summary, with their metrics as ``"metrics"`` (column -> array)
+    :raises ~sb3_jepa.study.runner.CorruptRunError: naming a run file that does not parse (no report is built from
+        half a file; ``study run`` moves it aside and does that run again)
     """
     runs = []
     for summary_path in sorted(out.glob("*/*/seed*/summary.json")):
-        summary = json.loads(summary_path.read_text())
+        summary = check_run_files(summary_path.parent)
         metrics: dict[str, list[float]] = {}
         metrics_path = summary_path.with_name("metrics.csv")
         if metrics_path.exists():
@@ -162,7 +169,7 @@ def write_report(out: Path) -> Path:
     """
     runs = load_runs(out)
     if not runs:
-        raise FileNotFoundError(f"No finished run under {out} (runs write <env>/<config>/seed<N>/summary.json)")
+        raise NoFinishedRunError(f"No finished run under {out} (runs write <env>/<config>/seed<N>/summary.json)")
     lines = [
         "# Study report",
         "",

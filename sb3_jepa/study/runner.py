@@ -17,21 +17,21 @@ import csv
 import inspect
 import json
 import os
+import shutil
+import socket
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
-from queue import Empty
 from typing import Any
 
 import numpy as np
 
 from sb3_jepa.study.configs import config_kwargs
+from sb3_jepa.study.workers import DEFAULT_RETRIES, report_retry, run_on_process_pool
 
 #: Training-episode statistics window for ``ep_rew_mean`` (SB3's default stats_window_size)
 RETURN_WINDOW = 100
@@ -93,6 +93,26 @@ def check_specs(specs: Iterable[RunSpec]) -> None:
             raise ValueError(f"Configuration {spec.config!r} sets {unknown}, which {spec.algo} does not accept")
 
 
+def check_output_folder(out: Path) -> None:
+    """
+    Make the study's output folder (where missing) and check that files can be written in it, before any run starts.
+
+    :param out: the study's output folder
+    :raises ValueError: naming the folder and why not (a file, under a file, no permission, a read-only or full disk)
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"output folder {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".sb3_jepa_write_probe_{os.getpid()}"
+        try:
+            probe.write_bytes(b"0" * 4096)  # a full disk refuses a block, not always an empty file
+        finally:
+            probe.unlink(missing_ok=True)
+    except OSError as error:
+        raise ValueError(f"output folder {out} cannot be written: {error.strerror or error}") from None
+
+
 def _recorder_class() -> type:
     from sb3_jepa.common.callbacks import CollapseMetricsCallback
 
@@ -129,21 +149,44 @@ def _recorder_class() -> type:
     return Recorder
 
 
+def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
+    """
+    Write a file through ``<name>.partial`` and a rename, so that a crash or a full disk mid-write leaves the
+    previous file (or none), never half of one.
+
+    :param path: the file
+    :param write: called with the open text file
+    """
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with open(partial, "w", newline="") as file:
+            write(file)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     columns = sorted({key for row in rows for key in row}, key=lambda key: (key != "timesteps", key))
-    with open(path, "w", newline="") as file:
+
+    def write(file: Any) -> None:
         writer = csv.DictWriter(file, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
 
+    _write_atomically(path, write)
 
-def execute(spec: RunSpec, out: Path, progress: Any = None) -> dict[str, Any]:
+
+def execute(spec: RunSpec, out: Path, progress: Any = None, where: dict[str, Any] | None = None) -> dict[str, Any]:
     """
-    Run one spec (in a worker process) and write its files.
+    Run one spec (in a worker process) and write its files. An unfinished run's earlier files (a dead worker's, a
+    failed attempt's) are replaced: the run starts again from scratch.
 
     :param spec: the run
     :param out: the study's output folder
     :param progress: a queue receiving ``(key, timesteps done since the last message)``, or None
+    :param where: what else to record of the worker in the summary's ``worker`` (e.g. the Ray node), besides its
+        host and process id
     :return: the run's summary
     """
     import torch as th
@@ -154,6 +197,8 @@ def execute(spec: RunSpec, out: Path, progress: Any = None) -> dict[str, Any]:
     th.set_num_threads(spec.threads)
     run_dir = spec.directory(out)
     run_dir.mkdir(parents=True, exist_ok=True)
+    # rl-zoo3 numbers its log folders (zoo/<algo>/<env>_<N>): a dead attempt's folder would sit beside this one's
+    shutil.rmtree(run_dir / "zoo", ignore_errors=True)
     key = str(run_dir.relative_to(out))
 
     def report(steps: int) -> None:
@@ -215,11 +260,11 @@ def execute(spec: RunSpec, out: Path, progress: Any = None) -> dict[str, Any]:
         # whole episodes held out (summaries without this key held out random steps, which scores higher)
         "probe_split": None if probe_r2 is None else "episodes",
         "wall_time_s": time.perf_counter() - start,
+        # which machine and process ran it (the study's placement on a cluster)
+        "worker": {"host": socket.gethostname(), "pid": os.getpid(), **(where or {})},
     }
     # Written last and atomically: its presence marks the run as finished
-    partial = run_dir / "summary.json.partial"
-    partial.write_text(json.dumps(summary, indent=2, default=str))
-    os.replace(partial, run_dir / "summary.json")
+    _write_atomically(run_dir / "summary.json", lambda file: file.write(json.dumps(summary, indent=2, default=str)))
     return summary
 
 
@@ -250,9 +295,79 @@ def _probe_scores(model: Any, manager: Any) -> list[float] | None:
     return [float(r2) for r2 in scores]
 
 
+#: Keys every finished run's summary has (a summary without them is not one this package wrote whole)
+SUMMARY_KEYS = ("algo", "env_id", "config", "seed", "timesteps", "eval_return", "train_return")
+
+
+class CorruptRunError(ValueError):
+    """
+    A run folder holds a file that a finished run cannot have written: not JSON, not a summary, not a CSV table.
+
+    :param path: the file
+    :param reason: what is wrong with it
+    """
+
+    def __init__(self, path: Path, reason: str):
+        self.path = path
+        super().__init__(f"{path}: {reason}")
+
+
+def check_run_files(run_dir: Path) -> dict[str, Any]:
+    """
+    Read a finished run's ``summary.json`` and check its ``metrics.csv`` and ``episodes.csv`` parse, so that nothing
+    is ever built from half a file (files written by hand, copied partway, or by an older version without atomic
+    writes).
+
+    :param run_dir: the run's folder (it has a ``summary.json``)
+    :return: the summary
+    :raises CorruptRunError: naming the first bad file
+    """
+    summary_path = run_dir / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CorruptRunError(summary_path, f"not valid JSON ({error})") from None
+    if not isinstance(summary, dict) or not set(SUMMARY_KEYS) <= set(summary):
+        missing = sorted(set(SUMMARY_KEYS) - set(summary)) if isinstance(summary, dict) else list(SUMMARY_KEYS)
+        raise CorruptRunError(summary_path, f"not a run summary (missing {missing})")
+    for name in ("metrics.csv", "episodes.csv"):
+        path = run_dir / name
+        if not path.exists():
+            continue
+        try:
+            with open(path, newline="") as file:
+                reader = csv.reader(file, strict=True)
+                header = next(reader, None)
+                for number, row in enumerate(reader, start=2):
+                    if header is None or len(row) != len(header):
+                        raise CorruptRunError(path, f"line {number} has {len(row)} fields, the header {len(header or [])}")
+                    for value in row:
+                        float(value or "nan")
+        except (csv.Error, UnicodeDecodeError, ValueError) as error:
+            if isinstance(error, CorruptRunError):
+                raise
+            raise CorruptRunError(path, f"not a table of numbers ({error})") from None
+    return summary
+
+
 def is_finished(spec: RunSpec, out: Path) -> bool:
-    """:return: whether the run already has its summary (reruns skip it)"""
-    return (spec.directory(out) / "summary.json").exists()
+    """
+    :return: whether the run already has its summary (reruns skip it). A run whose files are corrupt (see
+        :func:`check_run_files`) is not finished: its bad file is moved aside to ``<name>.corrupt``, with a warning,
+        and the run is done again.
+    """
+    run_dir = spec.directory(out)
+    if not (run_dir / "summary.json").exists():
+        return False
+    try:
+        check_run_files(run_dir)
+    except CorruptRunError as corrupt:
+        aside = corrupt.path.with_name(corrupt.path.name + ".corrupt")
+        os.replace(corrupt.path, aside)
+        (run_dir / "summary.json").unlink(missing_ok=True)
+        warnings.warn(f"{corrupt}; moved to {aside.name}, the run is done again", stacklevel=2)
+        return False
+    return True
 
 
 class ProgressLines:
@@ -319,10 +434,14 @@ def run_all(
     backend: str = "process",
     address: str | None = None,
     gpus_per_run: float = 0.0,
+    retries: int = DEFAULT_RETRIES,
+    shared_filesystem: bool | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[RunSpec, BaseException]]]:
     """
     Run the unfinished specs, with a progress bar over all their timesteps. A failing run does not stop the others;
-    it stays unfinished (a rerun tries it again), and so does a run cut by Ctrl-C.
+    it stays unfinished (a rerun tries it again), and so does a run cut by Ctrl-C. A run whose worker dies (a
+    signal, the out-of-memory killer, a lost Ray node) is started again up to ``retries`` times, then fails with a
+    :class:`~sb3_jepa.study.workers.WorkerLost` saying why; an exception raised by the run itself is not retried.
 
     :param specs: the runs
     :param out: the study's output folder
@@ -331,14 +450,19 @@ def run_all(
     :param backend: one of :data:`BACKENDS`
     :param address: ``ray`` backend: the cluster to use (None: a local one; ``auto``; ``ray://host:port``)
     :param gpus_per_run: ``ray`` backend: the GPU fraction each run asks for
+    :param retries: how many times a run whose worker died is started again
+    :param shared_filesystem: ``ray`` backend: whether the tasks write into ``out`` themselves (None: where they see
+        it; False: they send their files back, see :mod:`sb3_jepa.study.ray_backend`)
     :return: the summaries of the runs done now, and the runs that failed with their error
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if backend == "process" and (address is not None or gpus_per_run):
-        raise ValueError("address and gpus_per_run are for the ray backend")
+    if backend == "process" and (address is not None or gpus_per_run or shared_filesystem is not None):
+        raise ValueError("address, gpus_per_run and shared_filesystem are for the ray backend")
     if gpus_per_run < 0:
         raise ValueError(f"gpus_per_run must be >= 0, got {gpus_per_run!r}")
+    if retries < 0:
+        raise ValueError(f"retries must be >= 0, got {retries!r}")
     todo = [spec for spec in specs if not is_finished(spec, out)]
     summaries: list[dict[str, Any]] = []
     failures: list[tuple[RunSpec, BaseException]] = []
@@ -363,50 +487,11 @@ def run_all(
         if backend == "ray":
             from sb3_jepa.study.ray_backend import run_on_ray
 
-            run_on_ray(todo, out, address, gpus_per_run, on_progress, on_result)
+            run_on_ray(todo, out, address, gpus_per_run, on_progress, on_result, shared_filesystem, retries)
         else:
-            run_on_process_pool(execute, todo, out, workers, on_progress, on_result)
+            on_retry = report_retry(lambda spec: str(spec.directory(out)))
+            run_on_process_pool(execute, todo, out, workers, on_progress, on_result, retries, on_retry)
     finally:
         if bar is not None:
             bar.close()
     return summaries, failures
-
-
-def run_on_process_pool(
-    function: Callable[[Any, Path, Any], Any],
-    todo: list[Any],
-    out: Path,
-    workers: int,
-    on_progress: Callable[[int], None],
-    on_result: Callable[[Any, Any, BaseException | None], None],
-) -> None:
-    """
-    Call ``function(task, out, progress_queue)`` for every task on worker processes (the study's runs, the planning
-    evaluation's models), passing on progress messages and results as they come.
-
-    :param function: a picklable module-level function; its progress queue receives ``(key, count)`` pairs
-    :param todo: the tasks
-    :param out: the output folder
-    :param workers: worker processes
-    :param on_progress: called with the count of each progress message (timesteps, episodes)
-    :param on_result: called with each task, and its result or its error
-    """
-    context = get_context("spawn")  # no fork after torch has started threads
-    manager = context.Manager()
-    progress = manager.Queue()
-    try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-            futures: dict[Future, Any] = {pool.submit(function, task, out, progress): task for task in todo}
-            pending = set(futures)
-            while pending:
-                try:
-                    _, steps = progress.get(timeout=0.5)
-                    on_progress(steps)
-                except Empty:
-                    pass
-                for future in [f for f in pending if f.done()]:
-                    pending.discard(future)
-                    error = future.exception()
-                    on_result(futures[future], None if error else future.result(), error)
-    finally:
-        manager.shutdown()

@@ -160,6 +160,21 @@ def test_bad_arguments_are_refused_before_any_worker_starts(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_planning_evaluation_refuses_bad_arguments_before_loading_a_model(tmp_path):
+    def evaluate(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "sb3_jepa.planning", "evaluate", "--study", str(tmp_path), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    a_file = tmp_path / "file"
+    a_file.write_text("not a folder")
+    result = evaluate("--env", "TwoRoomsDiscrete-v9", "--out", str(tmp_path / "planning"))
+    assert result.returncode == 2 and "--env TwoRoomsDiscrete-v9: Environment version `v9`" in result.stderr
+    result = evaluate("--out", str(a_file))
+    assert result.returncode == 2 and f"output folder {a_file} is a file, not a folder" in result.stderr
+    assert "Traceback" not in result.stderr and sorted(path.name for path in tmp_path.iterdir()) == ["file"]
+
+
+@pytest.mark.slow
 def test_a_full_disk_fails_the_run_and_leaves_no_half_file(tmp_path):
     # 256 KiB: room for the probe and the run's logs, not for its model and tables
     with tmpfs(tmp_path / "small", "size=256k") as small:

@@ -123,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--options: {invalid}")
     if not args.env.startswith("TwoRooms"):
         parser.error(f"--env must be a Two Rooms id (TwoRooms-v0, TwoRoomsDiscrete-v0), got {args.env!r}")
+    from sb3_jepa.study.runner import check_environments, check_output_folder
+
+    try:
+        check_environments([args.env])
+        check_output_folder(args.out)
+    except ValueError as invalid:
+        parser.error(str(invalid))
     settings = PlanningSettings(
         env_id=args.env,
         n_pairs=args.pairs,

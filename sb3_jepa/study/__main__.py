@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from sb3_jepa.study.configs import CONFIGS, DEFAULT_CONFIGS
-from sb3_jepa.study.runner import BACKENDS, RunSpec, check_output_folder, check_specs, run_all
+from sb3_jepa.study.runner import BACKENDS, RunSpec, check_environments, check_output_folder, check_specs, run_all
 from sb3_jepa.study.workers import DEFAULT_RETRIES
 
 #: Exit statuses of ``run`` and ``report`` (2 is argparse's, for bad arguments)
@@ -140,27 +140,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED {spec.directory(args.out)}: {type(failure).__name__}: {failure}", file=sys.stderr)
     status = _report(args.out, failed=len(failures))
     return status if status != EXIT_ALL_DONE or not failures else EXIT_SOME_FAILED
-
-
-def check_environments(env_ids: list[str]) -> None:
-    """
-    Check that every id is registered, as rl-zoo3 would register it (its ``import_envs``: MinAtar, ALE, ...) plus this
-    package's testbeds, so that a typo fails here with gymnasium's own "did you mean" instead of in every worker.
-
-    :param env_ids: the ``--env`` ids
-    :raises ValueError: naming the first unknown id
-    """
-    import gymnasium
-    import rl_zoo3.import_envs  # noqa: F401  (registers what rl-zoo3's train.py registers)
-
-    from sb3_jepa.envs import register_envs
-
-    register_envs()
-    for env_id in env_ids:
-        try:
-            gymnasium.spec(env_id)
-        except gymnasium.error.Error as unknown:
-            raise ValueError(f"--env {env_id}: {unknown}") from None
 
 
 def _report(out: Path, failed: int = 0) -> int:

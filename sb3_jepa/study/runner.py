@@ -13,6 +13,7 @@ Each run writes into ``<out>/<env>/<config>/seed<seed>/``:
 """
 
 import argparse
+import contextlib
 import csv
 import inspect
 import json
@@ -91,6 +92,29 @@ def check_specs(specs: Iterable[RunSpec]) -> None:
         unknown = [key for key in config_kwargs(spec.config) if key not in accepted]
         if unknown:
             raise ValueError(f"Configuration {spec.config!r} sets {unknown}, which {spec.algo} does not accept")
+
+
+def check_environments(env_ids: list[str]) -> None:
+    """
+    Check that every id is registered, as rl-zoo3 would register it (its ``import_envs``: MinAtar, ALE, ...) plus this
+    package's testbeds, so that a typo fails here with gymnasium's own "did you mean" instead of in every worker.
+
+    :param env_ids: the ``--env`` ids
+    :raises ValueError: naming the first unknown id
+    """
+    import gymnasium
+
+    from sb3_jepa.envs import register_envs
+
+    with contextlib.suppress(ImportError):  # the planning evaluation runs without rl-zoo3 (its ids are ours)
+        import rl_zoo3.import_envs  # noqa: F401  (registers what rl-zoo3's train.py registers)
+
+    register_envs()
+    for env_id in env_ids:
+        try:
+            gymnasium.spec(env_id)
+        except gymnasium.error.Error as unknown:
+            raise ValueError(f"--env {env_id}: {unknown}") from None
 
 
 def check_output_folder(out: Path) -> None:

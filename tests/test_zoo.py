@@ -4,11 +4,15 @@ import argparse
 import importlib
 import inspect
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
+import warnings
 import zipfile
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import optuna
 import pytest
@@ -18,10 +22,13 @@ import sb3_jepa_zoo_hook
 from sb3_jepa import A2CJEPA, PPOJEPA
 from sb3_jepa.zoo import (
     config_path,
+    heartbeats,
     load_trial_zero,
+    refuse_unfinished_trials,
     register_algorithms,
     register_config_files,
     register_samplers,
+    retry_lost_trials,
     schedule_jepa_coef,
     use_packaged_config_files,
 )
@@ -172,7 +179,7 @@ def test_existing_keys_are_never_overridden():
 
 
 #: the methods of rl-zoo3's ExperimentManager that the patches of register_config_files wrap
-PATCHED_METHODS = ("__init__", "_preprocess_schedules", "read_hyperparameters")
+PATCHED_METHODS = ("__init__", "_preprocess_schedules", "read_hyperparameters", "hyperparameters_optimization", "load_trial")
 
 
 @pytest.fixture
@@ -278,6 +285,204 @@ def test_register_config_files_applies_each_patch_once(exp_manager):
         assert_wrapped_once(exp_manager, name, original)
 
 
+def test_heartbeat_settings():
+    interval, grace, retries = (
+        heartbeats.HEARTBEAT_INTERVAL_VARIABLE, heartbeats.GRACE_PERIOD_VARIABLE, heartbeats.TRIAL_RETRIES_VARIABLE
+    )  # fmt: skip
+    settings = heartbeats.heartbeat_settings
+    assert settings({}) == heartbeats.HeartbeatSettings(60, 180, 1) == settings({interval: "", grace: " "})
+    assert settings({interval: "10"}) == heartbeats.HeartbeatSettings(10, 30, 1)  # three intervals of grace
+    assert settings({interval: " 1 ", grace: "3", retries: "0"}) == heartbeats.HeartbeatSettings(1, 3, 0)
+    assert settings({interval: "5"}).enabled and not settings({interval: "0"}).enabled
+    wrong = [
+        (interval, "1.5", "a whole number of seconds, 1 or more (or 0 to turn heartbeats off)"),
+        (interval, "-1", "a whole number of seconds, 1 or more"),
+        (interval, "soon", "a whole number of seconds, 1 or more"),
+        (grace, "60", "a whole number of seconds longer than the heartbeat interval (60 s, SB3_JEPA_HEARTBEAT_INTERVAL)"),
+        (grace, "2m", "a whole number of seconds longer than the heartbeat interval"),
+        (retries, "-1", "a whole number, 0 or more (0: a lost worker's trial is failed, never retried)"),
+    ]
+    for variable, value, allowed in wrong:
+        with pytest.raises(ValueError, match=f"^{variable} must be {re.escape(allowed)}.*, got {value!r}$"):
+            settings({variable: value})
+
+
+def test_retry_lost_trials(exp_manager, tmp_path, monkeypatch):
+    """While rl-zoo3's search runs, Optuna opens a URL storage with heartbeats, for our algorithms only."""
+    seen = []
+
+    def hyperparameters_optimization(self) -> None:  # what rl-zoo3's uses of the module's globals
+        seen.append((exp_manager.optuna, exp_manager.MaxTrialsCallback))
+        if self.storage is not None and not self.storage.endswith(".log"):
+            study = exp_manager.optuna.create_study(storage=self.storage, study_name=self.algo, load_if_exists=True)
+            seen[-1] += (study, exp_manager.MaxTrialsCallback(3, states=[optuna.trial.TrialState.COMPLETE]))
+        if self.fail:
+            raise RuntimeError("a search that fails")
+
+    monkeypatch.setattr(exp_manager.ExperimentManager, "hyperparameters_optimization", hyperparameters_optimization)
+    originals = exp_manager.optuna, exp_manager.MaxTrialsCallback
+    retry_lost_trials(exp_manager)
+    retry_lost_trials(exp_manager)
+    assert_wrapped_once(exp_manager, "hyperparameters_optimization", hyperparameters_optimization)
+    search = exp_manager.ExperimentManager.hyperparameters_optimization
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    for variable, value in [("HEARTBEAT_INTERVAL", "2"), ("GRACE_PERIOD", "5"), ("TRIAL_RETRIES", "2")]:
+        monkeypatch.setenv(f"SB3_JEPA_{variable}", value)
+
+    search(SimpleNamespace(algo="ppo_jepa", storage=url, fail=False))
+    proxy, _, study, callback = seen[-1]
+    assert isinstance(proxy, heartbeats.OptunaWithHeartbeats) and isinstance(callback, heartbeats.MaxTrialsCallback)
+    rdb = study._storage._backend  # inside Optuna's cache
+    assert isinstance(rdb, optuna.storages.RDBStorage) and (rdb.heartbeat_interval, rdb.grace_period) == (2, 5)
+    assert rdb.get_heartbeat_stale_trial_callback()._max_retry == 2
+    assert (exp_manager.optuna, exp_manager.MaxTrialsCallback) == originals  # put back afterwards
+    # Other algorithms, journal files, no storage, heartbeats turned off: rl-zoo3's own, untouched
+    monkeypatch.setenv(heartbeats.HEARTBEAT_INTERVAL_VARIABLE, "0")
+    search(SimpleNamespace(algo="ppo_jepa", storage=url, fail=False))
+    monkeypatch.setenv(heartbeats.HEARTBEAT_INTERVAL_VARIABLE, "2")
+    for algo, storage in [("ppo", url), ("a2c_jepa", str(tmp_path / "study.log")), ("a2c_jepa", None)]:
+        search(SimpleNamespace(algo=algo, storage=storage, fail=False))
+    assert [entry[:2] for entry in seen[-4:]] == [originals] * 4
+    assert [entry[2]._storage._backend.heartbeat_interval for entry in seen[-4:-2]] == [None, None]
+    # Put back after a failure too
+    with pytest.raises(RuntimeError, match="a search that fails"):
+        search(SimpleNamespace(algo="a2c_jepa", storage=url, fail=True))
+    assert isinstance(seen[-1][0], heartbeats.OptunaWithHeartbeats)
+    assert (exp_manager.optuna, exp_manager.MaxTrialsCallback) == originals
+    # A wrong setting stops the search before it starts
+    monkeypatch.setenv(heartbeats.GRACE_PERIOD_VARIABLE, "1")
+    calls = len(seen)
+    with pytest.raises(ValueError, match=r"^SB3_JEPA_GRACE_PERIOD must be a whole number of seconds longer than"):
+        search(SimpleNamespace(algo="ppo_jepa", storage=str(tmp_path / "study.log"), fail=False))
+    assert len(seen) == calls
+
+
+def objective(trial: optuna.Trial) -> float:
+    return trial.suggest_float("x", 0.0, 1.0)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_lost_trials_are_failed_and_retried(tmp_path):
+    """
+    A trial whose heartbeats stopped is failed and retried: when a worker opens the study, and when
+    --max-total-trials is only reached thanks to it (the worker waits for it to go stale rather than stop).
+    """
+    settings = heartbeats.HeartbeatSettings(heartbeat_interval=1, grace_period=2, trial_retries=1)
+    with_heartbeats = heartbeats.OptunaWithHeartbeats(optuna, settings)
+    url = f"sqlite:///{tmp_path / 'study.db'}"
+    retry = heartbeats._retry_callback_class()
+    state = optuna.trial.TrialState
+    counted = [state.COMPLETE, state.RUNNING, state.PRUNED]  # rl-zoo3's for --max-total-trials
+
+    def study_with_a_lost_trial(name: str) -> optuna.Study:
+        study = with_heartbeats.create_study(storage=url, study_name=name, direction="maximize")
+        lost = study.ask()
+        objective(lost)
+        study._storage.record_heartbeat(lost._trial_id)  # its worker's last heartbeat, now
+        return study
+
+    opened_later = study_with_a_lost_trial("opened later")
+    counted_study = study_with_a_lost_trial("counted")
+    # The count is reached (the lost trial running, trial 1 complete) within the grace period: it waits (SQLite
+    # counts whole seconds: 3 s at most), fails trial 0, runs its retry, and only stops at 2 complete trials
+    max_trials = heartbeats.MaxTrialsCallback(2, counted, settings=settings)
+    counted_study.optimize(objective, n_trials=10, callbacks=[max_trials])
+    trials = counted_study.trials
+    assert [trial.state for trial in trials] == [state.FAIL, state.COMPLETE, state.COMPLETE]
+    assert retry.retried_trial_number(trials[2]) == 0 and trials[2].params == trials[0].params
+    # The other study's lost trial is as stale by now: opening the study fails it and queues its retry
+    reopened = with_heartbeats.create_study(storage=url, study_name="opened later", load_if_exists=True)
+    assert [trial.state for trial in reopened.trials] == [state.FAIL, state.WAITING]
+    assert reopened.trials[1].params == opened_later.trials[0].params
+    # Without heartbeats (Optuna's create_study on the URL), nothing of it
+    study_with_a_lost_trial("plain")
+    plain = optuna.create_study(storage=url, study_name="plain", load_if_exists=True)
+    plain.optimize(objective, n_trials=10, callbacks=[optuna.study.MaxTrialsCallback(2, counted)])
+    assert [trial.state for trial in plain.trials] == [state.RUNNING, state.COMPLETE]
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed to be used with Study.optimize")
+def test_max_trials_waits_for_running_trials_only_so_long(tmp_path):
+    """A running trial that sends no heartbeat (a worker without them) never goes stale: the wait is bounded."""
+    settings = heartbeats.HeartbeatSettings(heartbeat_interval=1, grace_period=2, trial_retries=1)
+    study = heartbeats.OptunaWithHeartbeats(optuna, settings).create_study(storage=f"sqlite:///{tmp_path / 'db'}")
+    study.ask()
+    states = [optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.RUNNING]
+    start = time.monotonic()
+    study.optimize(objective, n_trials=10, callbacks=[heartbeats.MaxTrialsCallback(2, states, settings=settings)])
+    assert 3 <= time.monotonic() - start < 10  # a grace period and an interval
+    assert [trial.state.name for trial in study.trials] == ["RUNNING", "COMPLETE"]
+
+
+def test_refuse_unfinished_trials(exp_manager, tmp_path):
+    """
+    --trial-id of a trial that is not COMPLETE is refused, naming its state and its retry; and a lost trial on a
+    journal file is failed by hand with the guide's snippet (docs/guide/zoo.rst).
+    """
+    import rl_zoo3.hyperparams_opt
+
+    register_samplers(rl_zoo3.hyperparams_opt)
+    path = str(tmp_path / "study.log")
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+    study = optuna.create_study(study_name="jepa", storage=journal, sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def sample(trial: optuna.Trial) -> float:
+        SAMPLERS["ppo_jepa"](trial, 1, 1, {})
+        return 0.0
+
+    lost = study.ask()
+    sample(lost)  # trial 0: its worker was killed, it stays RUNNING
+    study.optimize(sample, n_trials=1)  # trial 1
+    pruned = study.ask()
+    sample(pruned)
+    study.tell(pruned, state=optuna.trial.TrialState.PRUNED)  # trial 2
+    manager = new_manager(exp_manager, tmp_path, "ppo_jepa")
+    assert manager.load_trial(path, "jepa", 0) == convert_onpolicy_jepa_params(study.trials[0].params)  # rl-zoo3 alone
+    original = exp_manager.ExperimentManager.load_trial
+    refuse_unfinished_trials(exp_manager)
+    refuse_unfinished_trials(exp_manager)
+    assert_wrapped_once(exp_manager, "load_trial", original)
+    manager = new_manager(exp_manager, tmp_path, "ppo_jepa")
+    with pytest.raises(ValueError, match=r"^--trial-id 0: trial 0 of study 'jepa' is RUNNING, not COMPLETE \(its worker"):
+        manager.load_trial(path, "jepa", 0)
+    with pytest.raises(ValueError, match=r"^--trial-id 2: trial 2 of study 'jepa' is PRUNED, not COMPLETE$"):
+        manager.load_trial(path, "jepa", 2)
+    with pytest.raises(ValueError, match=r"^--trial-id 7: study 'jepa' has 3 trials$"):
+        manager.load_trial(path, "jepa", 7)
+    assert manager.load_trial(path, "jepa", 1) == convert_onpolicy_jepa_params(study.trials[1].params)
+    assert new_manager(exp_manager, tmp_path, "ppo").load_trial(path, "jepa", 0, convert=False) == lost.params
+
+    # The guide's snippet: fail the lost trial, and queue a run of its parameters
+    from optuna.trial import TrialState
+
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+    study = optuna.load_study(study_name="jepa", storage=storage)
+    for trial in study.get_trials(states=[TrialState.RUNNING]):
+        if trial.number in [0]:  # the lost worker's trials: make sure no worker is still running them
+            storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            study.enqueue_trial(trial.params)
+
+    study.optimize(sample, n_trials=1)  # the next worker's trial runs the queued parameters (trial 3)
+    states = [TrialState.FAIL, TrialState.COMPLETE, TrialState.PRUNED, TrialState.COMPLETE]
+    assert [trial.state for trial in study.trials] == states
+    assert study.trials[3].params == lost.params
+    with pytest.raises(ValueError, match=r"^--trial-id 0: trial 0 of study 'jepa' is FAIL, not COMPLETE$"):
+        manager.load_trial(path, "jepa", 0)
+    # A retry after a lost heartbeat (RDB storages) is named, and suggested when complete
+    retry = heartbeats._retry_callback_class()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry(max_retry=1)(study, study.trials[2])  # as if trial 2 had lost its worker: trial 4 (WAITING)
+    with pytest.raises(ValueError, match=r"is PRUNED, not COMPLETE; it was retried as trial 4 \(WAITING\)$"):
+        manager.load_trial(path, "jepa", 2)
+    study.optimize(sample, n_trials=1)
+    message = r"is PRUNED, not COMPLETE; it was retried as trial 4 \(COMPLETE\): load that one with --trial-id 4$"
+    with pytest.raises(ValueError, match=message):
+        manager.load_trial(path, "jepa", 2)
+
+
 def two_workers_then_reload(tmp_path: Path, storage: str, load_storage: "optuna.storages.BaseStorage") -> None:
     """Two -optimize workers at once on one storage and study name; both trials land; every trial reloads."""
     common = [
@@ -334,6 +539,133 @@ def test_two_workers_share_one_study_on_postgresql(tmp_path):
     pytest.importorskip("psycopg2", reason="the PostgreSQL driver comes with the zoo extra (psycopg2-binary)")
     with postgres_server() as url:
         two_workers_then_reload(tmp_path, url, optuna.storages.RDBStorage(url))
+
+
+def require_postgresql() -> None:
+    """Skip (fail on CI) without PostgreSQL's binaries or its drivers."""
+    if find_binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run the PostgreSQL tests: .ci/run installs Debian's postgresql package")
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    pytest.importorskip("psycopg2", reason="the PostgreSQL drivers come with the zoo extra (psycopg2-binary)")
+    pytest.importorskip("psycopg", reason="the PostgreSQL drivers come with the zoo extra (psycopg[binary])")
+
+
+def plain_url(url: str) -> str:
+    """:return: the URL as users write it, ``postgresql://``: SQLAlchemy 2 picks psycopg (3) for it"""
+    return url.replace("postgresql+psycopg2://", "postgresql://")
+
+
+def test_plain_postgresql_url():
+    """``--storage postgresql://user@host/db`` works: SQLAlchemy 2.x reads it as psycopg 3, which the zoo extra brings."""
+    require_postgresql()
+    with postgres_server() as url:
+        storage = optuna.storages.RDBStorage(plain_url(url))
+        assert storage.engine.dialect.driver == "psycopg"
+        study = optuna.create_study(storage=storage, study_name="plain")
+        study.optimize(lambda trial: trial.suggest_float("x", 0, 1), n_trials=1)
+        assert optuna.load_study(study_name="plain", storage=plain_url(url)).trials[0].state.name == "COMPLETE"
+        storage.engine.dispose()
+
+
+def wait_for(condition, what: str, workers: list[subprocess.Popen], logs: list[Path], timeout: float = 150.0):
+    """Poll ``condition`` until it returns something true; fail if a worker exits first, or after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not (result := condition()):
+        for worker, log in zip(workers, logs, strict=True):
+            if worker.poll() is not None:
+                raise AssertionError(f"a worker exited ({worker.returncode}) before {what}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no {what} after {timeout:.0f} s")
+        time.sleep(0.2)
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_search_survives_a_killed_worker(tmp_path):
+    """
+    Two -optimize workers on one PostgreSQL study, --max-total-trials 2; one is SIGKILLed in the middle of its trial.
+    Its trial fails once it has sent no heartbeat for the grace period, the other worker runs a retry of it (same
+    parameters) and the search still ends with 2 complete trials, the other one neither lost nor run twice.
+
+    The count is reached (trial 0 running, trial 1 complete) while trial 0 may still be within its grace period: the
+    survivor must wait for it to go stale rather than stop with trial 0 running forever (sb3_jepa.zoo.heartbeats'
+    MaxTrialsCallback), whatever the timing.
+    """
+    require_postgresql()
+    complete, fail = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
+    retry = heartbeats._retry_callback_class()
+    environment = {key: value for key, value in os.environ.items() if key != sb3_jepa_zoo_hook.OPT_OUT_VARIABLE}
+    # A heartbeat a second, a trial lost after 3 s without one; one torch thread per worker on the shared cores
+    environment.update({heartbeats.HEARTBEAT_INTERVAL_VARIABLE: "1", heartbeats.GRACE_PERIOD_VARIABLE: "3"})
+    environment.update(MPLBACKEND="Agg", OMP_NUM_THREADS="1")
+    workers = []
+    logs = [tmp_path / "lost.log", tmp_path / "survivor.log"]
+    with postgres_server() as url:
+        storage = optuna.storages.RDBStorage(url)  # creates the tables before two workers race to
+        common = [
+            sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo_jepa", "--env", "CartPole-v1", "-optimize",
+            "--max-total-trials", "2", "--storage", plain_url(url), "--study-name", "jepa", "--sampler", "random",
+            "--pruner", "none", "--n-startup-trials", "0", "--n-evaluations", "1", "--eval-episodes", "2",
+            "--no-optim-plots", "--hyperparams", "n_envs:1", "--verbose", "0",
+        ]  # fmt: skip
+
+        def trials() -> list[optuna.trial.FrozenTrial]:
+            if "jepa" not in [summary.study_name for summary in storage.get_all_studies()]:
+                return []
+            return optuna.load_study(study_name="jepa", storage=storage).get_trials()
+
+        def start(name: str, timesteps: str, seed: str, log: Path) -> subprocess.Popen:
+            command = [*common, "-n", timesteps, "--seed", seed, "-f", str(tmp_path / name)]
+            with open(log, "w") as output:
+                workers.append(subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, env=environment))
+            return workers[-1]
+
+        try:
+            # The worker to lose starts alone and gets trial 0 (a budget it never gets through); seeds as above
+            lost = start("lost", "1000000", "2", logs[0])
+            wait_for(lambda: [trial for trial in trials() if trial.state.name == "RUNNING"], "trial 0", [lost], logs[:1])
+            survivor = start("survivor", "256", "40", logs[1])
+            # Once the survivor is searching too (trial 1 exists), kill the other one in the middle of trial 0
+            wait_for(lambda: len(trials()) > 1, "trial of the second worker", workers, logs)
+            before = trials()
+            assert before[0].state.name == "RUNNING"
+            os.kill(lost.pid, signal.SIGKILL)
+            lost.wait(timeout=30)
+            survivor.wait(timeout=150)
+            assert survivor.returncode == 0, logs[1].read_text()[-3000:]
+        finally:
+            for worker in workers:
+                if worker.poll() is None:
+                    worker.kill()
+                    worker.wait(timeout=30)
+        after = trials()
+        # --trial-id refuses the failed trial, naming its retry, and loads the retry
+        import rl_zoo3.exp_manager
+
+        register_config_files(rl_zoo3.exp_manager)  # what the import hook did (unless opted out)
+        manager = new_manager(rl_zoo3.exp_manager, tmp_path, "ppo_jepa")
+        refused = r"^--trial-id 0: trial 0 of study 'jepa' is FAIL, not COMPLETE; it was retried as trial 2 \(COMPLETE\)"
+        with pytest.raises(ValueError, match=refused):
+            manager.load_trial(plain_url(url), "jepa", 0)
+        assert manager.load_trial(plain_url(url), "jepa", 2) == convert_onpolicy_jepa_params(after[0].params)
+        storage.engine.dispose()
+
+    states = [trial.state.name for trial in after]
+    # The killed worker's trial failed, and one retry of it, with its parameters, completed
+    assert after[0].state == fail, states
+    retries = [trial for trial in after if retry.retried_trial_number(trial) is not None]
+    assert [retry.retried_trial_number(trial) for trial in retries] == [0], states
+    assert retries[0].state == complete and retries[0].params == after[0].params
+    # The search reached its 2 complete trials: nothing else failed, was left running or was run twice
+    assert states == ["FAIL", "COMPLETE", "COMPLETE"]
+    assert after[1].params != after[0].params
+    # The trials that had completed when the worker was killed are still there, as they were
+    for trial in before:
+        if trial.state == complete:
+            assert (after[trial.number].state, after[trial.number].value) == (complete, trial.value)
+    print(f"trials at the kill: {[trial.state.name for trial in before]}, at the end: {states}")
 
 
 @pytest.mark.slow

@@ -164,17 +164,114 @@ def load_trial_zero(exp_manager: ModuleType) -> None:
     manager.read_hyperparameters = _mark_patched(read_hyperparameters)
 
 
+def retry_lost_trials(exp_manager: ModuleType) -> None:
+    """
+    Make ``-optimize`` of ``a2c_jepa``/``ppo_jepa`` on an RDB storage (``--storage postgresql://...``: any URL that does
+    not end with ``.log``) survive a lost worker: the worker's running trial sends heartbeats, and once a trial has
+    sent none for the grace period (its worker was killed, preempted, its machine lost), the next worker to look fails
+    it and queues a retry of it, with the same parameters, that the next trial of any worker runs. This is Optuna's
+    ``RDBStorage(url, heartbeat_interval=..., grace_period=..., heartbeat_stale_trial_callback=...)`` with its
+    ``RetryHeartbeatStaleTrialCallback(max_retry=...)``: see :mod:`sb3_jepa.zoo.heartbeats` for the defaults and the
+    environment variables that change them, checked when the search starts, before the study is opened. Workers look
+    for stale trials when each trial starts (Optuna), when the study is opened, and after each trial when counting
+    ``--max-total-trials``.
+
+    rl-zoo3's ``--max-total-trials`` counts running trials (so that N workers do not run N trials too many): a lost
+    worker's trial counts until it is failed. A worker that reaches the count only thanks to running trials therefore
+    waits for them, up to a grace period and a heartbeat interval, so that a lost one is failed and retried, by this
+    worker, rather than left running with the search stopped one trial short.
+
+    A journal file (``--storage study.log``) has no heartbeat: a killed worker's trial stays ``RUNNING`` forever (and
+    counts toward ``--max-total-trials``); fail it by hand (see the guide). Other algorithms, and searches without a
+    storage, are left alone. Patching an already patched module does nothing.
+
+    :param exp_manager: the ``rl_zoo3.exp_manager`` module
+    """
+    from sb3_jepa.zoo.heartbeats import MaxTrialsCallback, OptunaWithHeartbeats, heartbeat_settings
+
+    manager = exp_manager.ExperimentManager
+    if _is_patched(manager.hyperparameters_optimization):
+        return
+    # rl-zoo3 2.9.2, rl_zoo3/exp_manager.py, ExperimentManager.hyperparameters_optimization (line 912) turns a .log
+    # path into a JournalStorage and hands any other string as is to optuna.create_study (line 922), which opens it
+    # as an RDBStorage without heartbeats; it counts the running trials toward --max-total-trials (line 946, so a lost
+    # worker's trial counts until it is failed) and builds MaxTrialsCallback(self.max_total_trials,
+    # states=counted_states) (line 952), both names read from the module's globals: they are swapped while it runs.
+    original_optimization = manager.hyperparameters_optimization
+
+    @functools.wraps(original_optimization)
+    def hyperparameters_optimization(self: Any) -> None:
+        if self.algo not in ALGORITHMS:
+            return original_optimization(self)
+        settings = heartbeat_settings()  # before any work: a wrong variable stops the search before it starts
+        if not settings.enabled or not isinstance(self.storage, str) or self.storage.endswith(".log"):
+            return original_optimization(self)
+        swapped = {
+            "optuna": OptunaWithHeartbeats(exp_manager.optuna, settings),
+            "MaxTrialsCallback": functools.partial(MaxTrialsCallback, settings=settings),
+        }
+        saved = {name: getattr(exp_manager, name) for name in swapped}
+        for name, value in swapped.items():
+            setattr(exp_manager, name, value)
+        try:
+            return original_optimization(self)
+        finally:
+            for name, value in saved.items():
+                setattr(exp_manager, name, value)
+
+    manager.hyperparameters_optimization = _mark_patched(hyperparameters_optimization)
+
+
+def refuse_unfinished_trials(exp_manager: ModuleType) -> None:
+    """
+    Make ``--trial-id N`` of ``a2c_jepa``/``ppo_jepa`` refuse a trial that is not ``COMPLETE`` (failed, pruned,
+    running, or a queued retry): its parameters were never trained to the end, and rl-zoo3 would load them anyway. The
+    error names the trial's state and, for a lost worker's trial (see :func:`retry_lost_trials`), the trial that retried
+    it. Patching an already patched module does nothing.
+
+    :param exp_manager: the ``rl_zoo3.exp_manager`` module
+    """
+    from sb3_jepa.zoo.heartbeats import check_complete
+
+    manager = exp_manager.ExperimentManager
+    if _is_patched(manager.load_trial):
+        return
+    # rl-zoo3 2.9.2, rl_zoo3/exp_manager.py, ExperimentManager.load_trial (line 392), whatever the trial's state:
+    #     params = study.trials[trial_id].params
+    original_load = manager.load_trial
+
+    @functools.wraps(original_load)
+    def load_trial(
+        self: Any, storage: str, study_name: str, trial_id: int | None = None, convert: bool = True
+    ) -> dict[str, Any]:
+        if self.algo in ALGORITHMS and trial_id is not None:
+            optuna = exp_manager.optuna
+            # the same storage as rl-zoo3's (line 386): a .log path is a journal file, anything else a URL
+            if storage.endswith(".log"):
+                opened = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+            else:
+                opened = storage
+            study = optuna.load_study(storage=opened, study_name=study_name)
+            check_complete(study.get_trials(deepcopy=False), trial_id, study_name)
+        return original_load(self, storage, study_name, trial_id, convert)
+
+    manager.load_trial = _mark_patched(load_trial)
+
+
 def register_config_files(exp_manager: ModuleType) -> None:
     """
-    Apply the three patches of ``rl_zoo3.exp_manager.ExperimentManager``: :func:`use_packaged_config_files`,
-    :func:`schedule_jepa_coef` and :func:`load_trial_zero` (what the import hook calls once rl-zoo3's
-    ``exp_manager`` has loaded). Each of them is idempotent, so calling this twice patches once.
+    Apply the five patches of ``rl_zoo3.exp_manager.ExperimentManager``: :func:`use_packaged_config_files`,
+    :func:`schedule_jepa_coef`, :func:`load_trial_zero`, :func:`retry_lost_trials` and
+    :func:`refuse_unfinished_trials` (what the import hook calls once rl-zoo3's ``exp_manager`` has loaded). Each of
+    them is idempotent, so calling this twice patches once.
 
     :param exp_manager: the ``rl_zoo3.exp_manager`` module
     """
     use_packaged_config_files(exp_manager)
     schedule_jepa_coef(exp_manager)
     load_trial_zero(exp_manager)
+    retry_lost_trials(exp_manager)
+    refuse_unfinished_trials(exp_manager)
 
 
 def register() -> None:

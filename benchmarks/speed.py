@@ -6,14 +6,22 @@ invocation (A B, B A, A B...) so that the shared machine's noise hits both alike
     python -m benchmarks.speed                              # every pair, CPU
     python -m benchmarks.speed --pairs ppo-cnn --target ema --timesteps 8192 --repeats 5
     python -m benchmarks.speed --device cuda
+    python -m benchmarks.speed --profile --pairs ppo-mlp     # where JEPA's extra time goes (cProfile, grouped)
 
 Pairs: ``a2c-cnn`` / ``ppo-cnn`` (CnnPolicy on an ALE game, 8 envs, rl-zoo3's Atari settings) and
 ``a2c-mlp`` / ``ppo-mlp`` (MlpPolicy on CartPole-v1). For each pair it prints the median over repeats of the
 wall-time ratio JEPA/plain, both throughputs (steps/s), and the JEPA buffer's extra bytes relative to SB3's own
 arrays, measured at the end of every rollout: the largest ratio seen and the mean.
+
+``--profile`` runs each side of a pair once more under cProfile and prints, per pair, where the JEPA side's extra
+time goes (:data:`PROFILE_GROUPS`): time in the JEPA functions themselves, and for the functions both sides call
+(backward, the optimizer, gradient clipping, the policy's forward) the JEPA side's time minus the plain side's.
+cProfile's per-call overhead inflates Python-heavy parts, so read the shares, not the absolute times.
 """
 
 import argparse
+import cProfile
+import pstats
 import statistics
 import time
 from collections.abc import Callable
@@ -81,8 +89,9 @@ SB3_BUFFER_ARRAYS = ("observations", "actions", "rewards", "returns", "episode_s
 
 class BufferBytes(BaseCallback):
     """
-    What JEPA adds to the rollout buffer, relative to SB3's own arrays, at the end of each rollout: the largest
-    ratio seen and the mean (A2C's 40-row buffers make one terminal observation 2.5%, so the max overstates it).
+    What JEPA adds to the rollout buffer, relative to SB3's own arrays, at the end of each rollout and once after
+    training (when the last rollout also holds the lookup tables that sampling builds): the largest ratio seen and
+    the mean (A2C's 40-row buffers make one terminal observation 2.5%, so the max overstates it).
     """
 
     def __init__(self) -> None:
@@ -93,6 +102,10 @@ class BufferBytes(BaseCallback):
         return True
 
     def _on_rollout_end(self) -> None:
+        self.record()
+
+    def record(self) -> None:
+        """Add the buffer's current ratio."""
         buffer = self.model.rollout_buffer  # type: ignore[attr-defined]
         base = 0
         for name in SB3_BUFFER_ARRAYS:
@@ -116,8 +129,102 @@ def timed_run(pair: Pair, jepa: bool, args: argparse.Namespace, seed: int) -> tu
     start = time.perf_counter()
     model.learn(args.timesteps, callback=memory)
     elapsed = time.perf_counter() - start
+    memory.record()
     env.close()
     return elapsed, memory
+
+
+#: The profile's groups: name -> (kind, functions as (path suffix, function name)). ``jepa``: cumulative time of
+#: these JEPA functions in the JEPA run; ``extra``: cumulative time in the JEPA run minus the plain run's (functions
+#: both sides call). The JEPA functions are chosen so that none of them calls another of a different group.
+PROFILE_GROUPS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "rollouts: terminal/final observations": (
+        "jepa",
+        (
+            ("sb3_jepa/common/buffers.py", "add_terminal_observations"),
+            ("sb3_jepa/common/buffers.py", "add_final_observations"),
+            ("sb3_jepa/common/buffers.py", "_prepare_successors"),
+        ),
+    ),
+    "minibatch: successor lookup (_next_fields)": ("jepa", (("sb3_jepa/common/buffers.py", "_next_fields"),)),
+    "capture hooks (start/stop, the hooks)": (
+        "jepa",
+        (
+            ("sb3_jepa/common/on_policy_algorithm.py", "_jepa_capture_start"),
+            ("sb3_jepa/common/policies.py", "jepa_capture_stop"),
+            ("sb3_jepa/common/policies.py", "pre_hook"),
+            ("sb3_jepa/common/policies.py", "hook"),
+        ),
+    ),
+    "predictor forward (W)": ("jepa", (("sb3_jepa/common/jepa.py", "forward"),)),  # JEPAPredictor.forward, see below
+    "targets (encoding the extra successors)": (
+        "jepa",
+        (("sb3_jepa/common/loss.py", "target_rows"), ("sb3_jepa/common/loss.py", "one_step_ema_target")),
+    ),
+    "loss arithmetic": (
+        "jepa",
+        (("sb3_jepa/common/loss.py", "masked_prediction_loss"), ("sb3_jepa/common/loss.py", "later_steps_loss")),
+    ),
+    "finite check, VICReg, statistics": ("jepa", (("sb3_jepa/common/on_policy_algorithm.py", "_jepa_add_loss"),)),
+    "metrics and logs (_jepa_log)": ("jepa", (("sb3_jepa/common/on_policy_algorithm.py", "_jepa_log"),)),
+    "EMA target update": ("jepa", (("sb3_jepa/common/on_policy_algorithm.py", "_jepa_after_step"),)),
+    "backward (extra graph)": ("extra", (("torch/autograd/__init__.py", "backward"),)),
+    "optimizer step (extra parameters)": ("extra", (("torch/optim/optimizer.py", "wrapper"),)),
+    "clip_grad_norm_ (extra parameters)": ("extra", (("torch/nn/utils/clip_grad.py", "clip_grad_norm_"),)),
+    "policy forward (evaluate_actions)": ("extra", (("stable_baselines3/common/policies.py", "evaluate_actions"),)),
+}
+
+
+#: The capture hooks, which run inside the policy's forward pass
+HOOKS = (("sb3_jepa/common/policies.py", "pre_hook"), ("sb3_jepa/common/policies.py", "hook"))
+
+
+def _cumulative(stats: pstats.Stats, functions: tuple[tuple[str, str], ...], line: int | None = None) -> float:
+    """:return: the cumulative seconds of the functions (matched by path suffix and name) in a profile"""
+    total = 0.0
+    for (path, lineno, name), (_, _, _, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
+        matches = any(path.endswith(suffix) and name == function for suffix, function in functions)
+        if matches and (line is None or lineno == line):
+            total += cumulative
+    return total
+
+
+def profile_pair(pair: Pair, args: argparse.Namespace) -> list[tuple[str, float]]:
+    """
+    :param pair: the pair
+    :param args: the benchmark's arguments
+    :return: (group, seconds) rows: each :data:`PROFILE_GROUPS` group's share of the JEPA run's extra time, then the
+        part no group accounts for, and the total extra time
+    """
+    totals, profiles = {}, {}
+    for jepa in (False, True):
+        profiler = cProfile.Profile()
+        profiler.enable()
+        timed_run(pair, jepa, args, seed=0)
+        profiler.disable()
+        profiles[jepa] = pstats.Stats(profiler)
+        totals[jepa] = profiles[jepa].total_tt  # type: ignore[attr-defined]
+    from sb3_jepa.common import jepa as jepa_module
+
+    predictor_line = jepa_module.JEPAPredictor.forward.__code__.co_firstlineno
+    jepa_loss_total = _cumulative(profiles[True], (("sb3_jepa/common/loss.py", "jepa_prediction_loss"),))
+    rows = []
+    for name, (kind, functions) in PROFILE_GROUPS.items():
+        if name.startswith("predictor"):
+            seconds = _cumulative(profiles[True], functions, line=predictor_line)
+        elif kind == "jepa":
+            seconds = _cumulative(profiles[True], functions)
+            if name.startswith("finite check"):  # _jepa_add_loss less the loss it calls
+                seconds -= jepa_loss_total
+        else:
+            seconds = _cumulative(profiles[True], functions) - _cumulative(profiles[False], functions)
+            if name.startswith("policy forward"):  # the capture hooks run inside it: counted in their own group
+                seconds -= _cumulative(profiles[True], HOOKS)
+        rows.append((name, seconds))
+    extra = totals[True] - totals[False]
+    rows.append(("not attributed (rollout noise, other calls)", extra - sum(seconds for _, seconds in rows)))
+    rows.append(("total extra time of the JEPA run", extra))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--profile", action="store_true", help="also print where JEPA's extra time goes (cProfile)")
     args = parser.parse_args(argv)
     available = pairs(args.atari_id)
     unknown = [name for name in args.pairs if name not in available]
@@ -171,6 +279,13 @@ def main(argv: list[str] | None = None) -> None:
             f"{100 * statistics.fmean(memory_ratios) if memory_ratios else 0.0:.2f}%",
         ]
         print(" | ".join(f"{c:>{w}}" for c, w in zip(row, widths, strict=True)), flush=True)
+        if args.profile:
+            rows = profile_pair(pair, args)
+            extra = rows[-1][1]
+            print(f"  profile of {name} (cProfile, one run each side, {args.timesteps} steps):")
+            for group, seconds in rows:
+                share = 100 * seconds / extra if extra > 0 else float("nan")
+                print(f"    {group:<46} {seconds:8.3f} s  {share:6.1f}%", flush=True)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,21 @@ def jepa_free_params(model) -> list[th.Tensor]:
 
 
 @pytest.mark.parametrize("algo_cls", ALGOS)
+def test_optimizer_steps_all_tensors_at_once_unless_told(algo_cls):
+    """SB3's optimizers with their foreach step (the zero-coef tests below check it is SB3's arithmetic, bit for bit)."""
+    model = algo_cls("MlpPolicy", "CartPole-v1", **SMALL[algo_cls])
+    assert model.policy.optimizer.defaults["foreach"] is True
+    assert "foreach" not in model.policy.optimizer_kwargs  # the user's own, as saved with the model
+    # (A2C replaces optimizer_kwargs by RMSprop's unless optimizer_class is given too: SB3's behaviour)
+    optimizer_class = type(model.policy.optimizer)
+    for choice in (dict(foreach=False), dict(fused=True)) if optimizer_class is th.optim.Adam else (dict(foreach=False),):
+        policy_kwargs = dict(optimizer_class=optimizer_class, optimizer_kwargs=choice)
+        told = algo_cls("MlpPolicy", "CartPole-v1", policy_kwargs=policy_kwargs, **SMALL[algo_cls])
+        assert {key: told.policy.optimizer.defaults[key] for key in choice} == choice
+        assert told.policy.optimizer.defaults["foreach"] is not True
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
 def test_zero_coef_reproduces_sb3_mlp(algo_cls):
     """jepa_coef=0 is SB3's A2C/PPO, bit for bit, given the same architecture and seed."""
     base = BASE[algo_cls](

@@ -132,3 +132,40 @@ def test_in_minibatch_only():
     np.testing.assert_array_equal(S.in_minibatch_only(np.array([[4, 1, 6]]), np.array([3, 0, 1])), [[UNKNOWN, 1, UNKNOWN]])
     chains = np.array([[1, 4], [2, UNKNOWN]])
     np.testing.assert_array_equal(S.in_minibatch_only(chains, np.array([0, 1, 2])), [[1, UNKNOWN], [2, UNKNOWN]])
+
+
+def reference_locate(addresses: np.ndarray, minibatch_rows: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """locate_in_minibatch written as the plain loops its docstring describes: the reference of the fast one."""
+    n_chain_steps, batch_size = addresses.shape
+    position = {int(row): i for i, row in enumerate(minibatch_rows)}
+    in_minibatch = [[0 <= a < n_rows and int(a) in position for a in chain] for chain in addresses]
+    wanted = [int(a) for k, chain in enumerate(addresses) for i, a in enumerate(chain) if a >= 0 and not in_minibatch[k][i]]
+    # One step: the extras in the order they are wanted; several: each once, sorted (as np.unique gives them)
+    extras = wanted if n_chain_steps == 1 else sorted(set(wanted))
+    index = np.tile(np.arange(batch_size), (n_chain_steps, 1))
+    for k, chain in enumerate(addresses):
+        for i, address in enumerate(chain):
+            if in_minibatch[k][i]:
+                index[k, i] = position[int(address)]
+            elif address >= 0:
+                index[k, i] = batch_size + extras.index(int(address))  # one step: each wanted once
+    return index, np.asarray(extras, dtype=np.int64)
+
+
+def test_locate_in_minibatch_with_scratch_space_matches_the_reference():
+    rng = np.random.default_rng(0)
+    n_rows = 40
+    for dtype in (np.int32, np.int64):
+        scratch = np.full(n_rows, UNKNOWN, dtype=dtype)
+        for steps in (1, 3):
+            for _ in range(30):
+                rows = rng.permutation(n_rows)[:12]
+                addresses = rng.integers(-1, n_rows + 8, size=(steps, 12))
+                if steps == 1:  # one step: no two rows want the same observation
+                    addresses[0] = np.where(addresses[0] >= 0, rng.permutation(n_rows + 8)[:12], -1)
+                expected = reference_locate(addresses, rows, n_rows)
+                for given in (None, scratch):
+                    index, extra = S.locate_in_minibatch(addresses.astype(dtype), rows, n_rows, given)
+                    np.testing.assert_array_equal(index, expected[0])
+                    np.testing.assert_array_equal(extra, expected[1])
+                assert (scratch == UNKNOWN).all()  # left as it was given, for the next minibatch

@@ -223,6 +223,9 @@ class NextObservationMixin:
         self.final_dones = None
         self._terminal_stack = None
         self._terminal_rows_sorted = np.zeros(0, dtype=np.int64)
+        # Per rollout, built by _prepare_successors: the successor chains of every row (a minibatch's are a slice)
+        self._all_chains: np.ndarray | None = None
+        self._row_positions: np.ndarray | None = None  # scratch space of locate_in_minibatch
         self._warned_missing = getattr(self, "_warned_missing", False)
 
     def add_terminal_observations(self, infos: list[dict[str, Any]], dones: np.ndarray) -> None:
@@ -264,9 +267,14 @@ class NextObservationMixin:
         self.final_dones = np.asarray(final_dones, dtype=bool).reshape(self.n_envs).copy()
 
     def jepa_nbytes(self) -> int:
-        """:return: the bytes this buffer holds beyond SB3's own buffer: terminal observations and their row indices"""
+        """
+        :return: the bytes this buffer holds beyond SB3's own buffer: terminal observations and their row indices,
+            and (once sampling started) the rollout's lookup tables, 4 bytes per row and prediction step plus 4
+        """
         stored = self.terminal_observations if self._terminal_stack is None else [self._terminal_stack]
         total = 8 * max(len(self.terminal_rows), len(self._terminal_rows_sorted))
+        for index_array in (self._all_chains, self._row_positions):  # the per-rollout lookup tables
+            total += 0 if index_array is None else index_array.nbytes
         total += 0 if self.final_dones is None else self.final_dones.nbytes
         for obs in stored:
             total += sum(a.nbytes for a in (obs.values() if isinstance(obs, dict) else [obs]))
@@ -283,16 +291,28 @@ class NextObservationMixin:
             stacked = self._map_obs(lambda *obs: np.stack(obs), *self.terminal_observations)
             self._terminal_stack = self._map_obs(lambda obs: obs[order], stacked)
         self.terminal_observations, self.terminal_rows = [], []
+        # Every row's successors at once (each row's are computed on their own, so a minibatch's slice of these is
+        # what successor_chains would give for its rows): one numpy pass per rollout instead of one per minibatch
+        n_rows = self.buffer_size * self.n_envs
+        # int32: 4 bytes per row and step instead of 8 (addresses stay below n_rows + n_terminal + n_envs)
+        index_type = np.int32 if 2 * n_rows + self.n_envs < np.iinfo(np.int32).max else np.int64
+        self._all_chains = successors.successor_chains(
+            np.arange(n_rows), self.prediction_steps, self.episode_starts, self.final_dones, self._terminal_rows_sorted
+        ).astype(index_type)
+        self._row_positions = np.full(n_rows, successors.UNKNOWN, dtype=index_type)
 
     def _next_fields(self, batch_inds: np.ndarray) -> dict[str, Any]:
         """The ``next_*`` (and ``multistep_*``) fields of a sample whose rows are ``batch_inds``."""
         n_rows = self.buffer_size * self.n_envs
-        chains = successors.successor_chains(
-            batch_inds, self.prediction_steps, self.episode_starts, self.final_dones, self._terminal_rows_sorted
-        )
+        if self._all_chains is not None:
+            chains = self._all_chains[:, batch_inds]
+        else:  # sampled without get() (a test, a user's loop): computed for these rows
+            chains = successors.successor_chains(
+                batch_inds, self.prediction_steps, self.episode_starts, self.final_dones, self._terminal_rows_sorted
+            )
         if self.successors_in_minibatch:
             chains = successors.in_minibatch_only(chains, batch_inds)
-        index, extra_addresses = successors.locate_in_minibatch(chains, batch_inds, n_rows)
+        index, extra_addresses = successors.locate_in_minibatch(chains, batch_inds, n_rows, self._row_positions)
         valid = chains >= 0
         extra = self._map_obs(
             lambda rows, terminal, final: successors.gather_addressed(extra_addresses, rows, terminal, final),

@@ -37,6 +37,9 @@ from sb3_jepa.common.utils import check_net_arch, concat_observations, num_rows
 
 # Added to torch's initial seed to seed the predictor's initialisation (see JEPAPolicyMixin._build)
 _PREDICTOR_SEED_OFFSET = 0x4A455041
+#: Optimizers whose step the JEPA policies make multi-tensor (``foreach=True``) unless told otherwise: SB3's
+#: defaults (PPO: Adam, A2C: RMSprop), whose foreach step is bit for bit their per-tensor one
+FOREACH_OPTIMIZERS = (th.optim.Adam, th.optim.RMSprop)
 
 
 class JEPAPolicyMixin(ActorCriticPolicy):
@@ -72,7 +75,7 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         self.predictor_net_arch = (
             None if predictor_net_arch is None else check_net_arch("predictor_net_arch", predictor_net_arch)
         )
-        self._jepa_hook: tuple[RemovableHandle, RemovableHandle] | None = None
+        self._jepa_hook: tuple[RemovableHandle, ...] | None = None
         self._jepa_captured: list[CapturedEmbeddings] | None = None
         super().__init__(*args, **kwargs)
         warn_if_encoder_has_no_parameters(self.jepa_encoder)
@@ -114,7 +117,17 @@ class JEPAPolicyMixin(ActorCriticPolicy):
                 default_predictor_arch(self.features_dim) if self.predictor_net_arch is None else self.predictor_net_arch,
                 squash_output=self.squash_output,
             )
-        super()._build(lr_schedule)
+        # The optimizer's multi-tensor (foreach) step where the user chose no implementation: the same arithmetic as
+        # the per-tensor loop, bit for bit (tests/test_algorithms.py), but one call per group instead of several per
+        # tensor, which dominates the update of small policies on CPU (torch uses foreach by default on CUDA only).
+        # The policy's optimizer_kwargs stay the user's own (they are saved with the model).
+        user_optimizer_kwargs = self.optimizer_kwargs
+        if issubclass(self.optimizer_class, FOREACH_OPTIMIZERS) and not {"foreach", "fused"} & user_optimizer_kwargs.keys():
+            self.optimizer_kwargs = {**user_optimizer_kwargs, "foreach": True}
+        try:
+            super()._build(lr_schedule)
+        finally:
+            self.optimizer_kwargs = user_optimizer_kwargs
         # Created after the optimizer: the target encoder is never trained by gradients
         if self.jepa_target == "ema":
             self.jepa_target_encoder = copy.deepcopy(self.jepa_encoder).requires_grad_(False)
@@ -155,8 +168,7 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         n_rows: list[int] = []
 
         def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-            if extra is None:
-                return None
+            assert extra is not None  # registered only then
             (observations,) = args
             n_rows.append(num_rows(observations))
             return (concat_observations(observations, extra),)
@@ -169,8 +181,9 @@ class JEPAPolicyMixin(ActorCriticPolicy):
             return own_rows.detach() if detach_encoder else own_rows
 
         self._jepa_captured = captured
+        # The pre-hook only where extras ride along: one hook less to register, call and remove per minibatch
         self._jepa_hook = (
-            self.jepa_encoder.register_forward_pre_hook(pre_hook),
+            *(() if extra is None else (self.jepa_encoder.register_forward_pre_hook(pre_hook),)),
             self.jepa_encoder.register_forward_hook(hook),
         )
 

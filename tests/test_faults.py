@@ -149,7 +149,7 @@ def test_bad_arguments_are_refused_before_any_worker_starts(tmp_path):
     result = study("run", *TINY, "--out", str(a_file), check=False)
     assert result.returncode == 2 and f"output folder {a_file} is a file, not a folder" in result.stderr
     result = study("run", *TINY, "--out", str(a_file / "study"), check=False)
-    assert result.returncode == 2 and "cannot be written: Not a directory" in result.stderr
+    assert result.returncode == 2 and f"output folder {a_file}/study cannot be made: {a_file} is a file" in result.stderr
     assert "Traceback" not in result.stderr
     # All refused in the parser's time, not a worker's: no run folder anywhere
     assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]

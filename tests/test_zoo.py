@@ -29,6 +29,7 @@ from sb3_jepa.zoo import (
     register_config_files,
     register_samplers,
     retry_lost_trials,
+    samplers,
     schedule_jepa_coef,
     use_packaged_config_files,
 )
@@ -698,3 +699,81 @@ def test_packaged_configs_cover_the_testbeds_and_say_how_they_were_obtained(algo
         comment = lines[position + 1].strip()
         assert comment.startswith(("# Tuned", "# Not tuned")), f"{algo}.yml {key}: {comment!r}"
         assert "jepa_coef" in settings or key == "default", f"{algo}.yml {key} sets no jepa_coef"
+
+
+def sampled(space: str, n_trials: int, monkeypatch: pytest.MonkeyPatch, algo: str = "ppo_jepa") -> list[dict]:
+    """What the sampler of ``algo`` returns in ``n_trials`` random trials of the search space ``space``."""
+    monkeypatch.setenv(samplers.SEARCH_SPACE_VARIABLE, space)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    returned: list[dict] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        returned.append(SAMPLERS[algo](trial, 2, 8, {}))
+        return 0.0
+
+    study.optimize(objective, n_trials=n_trials)
+    assert [convert_onpolicy_jepa_params(trial.params) for trial in study.trials] == returned  # reloads as sampled
+    return returned
+
+
+@pytest.mark.parametrize("algo", ["a2c_jepa", "ppo_jepa"])
+def test_jepa_search_space_samples_the_jepa_settings_only(monkeypatch, algo):
+    jepa_keys = {"jepa_coef", "jepa_target", "jepa_loss", "jepa_prediction_steps", "jepa_embedding_norm",
+                 "predictor_net_arch", "jepa_vicreg_var_coef", "jepa_vicreg_cov_coef", "jepa_tau"}  # fmt: skip
+    trials = sampled("jepa", 60, monkeypatch, algo)
+    assert all(set(trial) <= jepa_keys for trial in trials)  # no learning_rate, n_steps, policy_kwargs...
+    for trial in trials:
+        assert samplers.JEPA_COEF_RANGE[0] <= trial["jepa_coef"] <= samplers.JEPA_COEF_RANGE[1]
+        assert 1 <= trial["jepa_prediction_steps"] <= 5
+        width = trial["predictor_net_arch"][0]
+        assert width in samplers.PREDICTOR_WIDTHS and trial["predictor_net_arch"] == [width] * len(trial["predictor_net_arch"])
+        assert ("jepa_tau" in trial) == (trial["jepa_target"] == "ema")
+    # Every value of each choice is reached, VICReg both off (weights 0) and on (both weights in their ranges)
+    assert {len(trial["predictor_net_arch"]) for trial in trials} == set(samplers.PREDICTOR_DEPTHS)
+    assert {trial["jepa_prediction_steps"] for trial in trials} == {1, 2, 3, 4, 5}
+    vicreg = [(trial["jepa_vicreg_var_coef"], trial["jepa_vicreg_cov_coef"]) for trial in trials]
+    assert (0.0, 0.0) in vicreg and all(
+        (var, cov) == (0.0, 0.0) or (1e-3 <= var <= 10 and 1e-4 <= cov <= 1) for var, cov in vicreg
+    )
+    # The full space: rl-zoo3's own sampler's settings as well
+    full = sampled("full", 3, monkeypatch, algo)
+    assert all({"learning_rate", "gamma", "policy_kwargs"} <= set(trial) for trial in full)
+    assert all("jepa_coef" in trial and "predictor_net_arch" in trial for trial in full)
+
+
+def test_search_space_variable_is_checked(monkeypatch):
+    monkeypatch.setenv(samplers.SEARCH_SPACE_VARIABLE, "rl")
+    with pytest.raises(ValueError, match=r"SB3_JEPA_SEARCH_SPACE must be one of \('full', 'jepa'\), got 'rl'"):
+        samplers.search_space()
+    monkeypatch.delenv(samplers.SEARCH_SPACE_VARIABLE)
+    assert samplers.search_space() == "full"
+
+
+@pytest.mark.slow
+def test_jepa_search_keeps_the_entry_rl_settings(tmp_path):
+    """rl-zoo3's own -optimize with the JEPA-only space: the trial's RL settings are the entry's, then it reloads."""
+    storage = str(tmp_path / "study.log")
+    env = {samplers.SEARCH_SPACE_VARIABLE: "jepa"}
+    run(
+        sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo_jepa", "--env", "CartPole-v1", "-optimize",
+        "--n-trials", "1", "-n", "256", "--storage", storage, "--study-name", "jepa", "--sampler", "random",
+        "--pruner", "none", "--n-evaluations", "1", "--eval-episodes", "2", "--no-optim-plots", "--seed", "3",
+        "-f", str(tmp_path / "search"), "--hyperparams", "n_envs:1", "n_steps:64", "batch_size:64", "--verbose", "0",
+        env=env,
+    )  # fmt: skip
+    journal = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage))
+    (trial,) = optuna.load_study(study_name="jepa", storage=journal).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert set(trial.params) <= set(samplers._JEPA_PARAMS) and "jepa_coef" in trial.params
+    run(
+        sys.executable, "-m", "rl_zoo3.train", "--algo", "ppo_jepa", "--env", "CartPole-v1", "-f", str(tmp_path / "re"),
+        *QUICK, "--storage", storage, "--study-name", "jepa", "--trial-id", "0", env=env,
+    )  # fmt: skip
+    config = saved_config(tmp_path / "re", "ppo_jepa", "CartPole-v1")
+    with open(config_path("ppo_jepa")) as file:
+        entry = yaml.safe_load(file)["CartPole-v1"]
+    assert config["jepa_coef"] == pytest.approx(trial.params["jepa_coef"])
+    assert config["jepa_prediction_steps"] == trial.params["jepa_prediction_steps"]
+    for key in ("learning_rate", "n_steps", "gamma", "ent_coef"):  # the entry's, untouched by the search
+        if key in entry:
+            assert config[key] == entry[key], key

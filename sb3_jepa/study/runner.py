@@ -119,16 +119,22 @@ def check_environments(env_ids: list[str]) -> None:
 
 def check_output_folder(out: Path) -> None:
     """
-    Make the study's output folder (where missing) and check that files can be written in it, before any run starts.
+    Check, before any run starts and without making anything, that the study's output folder can be made and
+    written: it is a folder or does not exist yet, and a file can be written in it (or in its nearest existing
+    parent, where it will be made).
 
     :param out: the study's output folder
     :raises ValueError: naming the folder and why not (a file, under a file, no permission, a read-only or full disk)
     """
     if out.exists() and not out.is_dir():
         raise ValueError(f"output folder {out} is a file, not a folder")
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"output folder {out} cannot be made: {existing} is a file")
+    probe = existing / f".sb3_jepa_write_probe_{os.getpid()}"
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".sb3_jepa_write_probe_{os.getpid()}"
         try:
             probe.write_bytes(b"0" * 4096)  # a full disk refuses a block, not always an empty file
         finally:

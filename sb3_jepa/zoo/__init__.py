@@ -20,7 +20,7 @@ from typing import Any
 from sb3_jepa.a2c_jepa import A2CJEPA
 from sb3_jepa.envs import register_envs
 from sb3_jepa.ppo_jepa import PPOJEPA
-from sb3_jepa.zoo.samplers import CONVERTERS, SAMPLERS
+from sb3_jepa.zoo.samplers import CONVERTERS, SAMPLERS, search_space
 
 #: rl-zoo3 algorithm name -> class
 ALGORITHMS = {"a2c_jepa": A2CJEPA, "ppo_jepa": PPOJEPA}
@@ -204,6 +204,7 @@ def retry_lost_trials(exp_manager: ModuleType) -> None:
         if self.algo not in ALGORITHMS:
             return original_optimization(self)
         settings = heartbeat_settings()  # before any work: a wrong variable stops the search before it starts
+        search_space()  # SB3_JEPA_SEARCH_SPACE too, before the study is opened
         if not settings.enabled or not isinstance(self.storage, str) or self.storage.endswith(".log"):
             return original_optimization(self)
         swapped = {

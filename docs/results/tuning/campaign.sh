@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Issue 19's tuning campaign: one rl-zoo3 search per hyperparameter entry, over the JEPA settings only
+# (SB3_JEPA_SEARCH_SPACE=jepa: the RL settings stay the entry's), TPE with a median pruner, each search's Optuna
+# journal kept here so that a search cut off anywhere resumes where it stopped: run the same command again
+# (--max-total-trials counts the trials the journal already holds; a trial cut off mid-run stays RUNNING in the
+# journal, which has no heartbeat, and counts: see docs/guide/zoo.rst for failing it by hand).
+#
+#   docs/results/tuning/campaign.sh                         # every entry, in the issue's order, one after another
+#   docs/results/tuning/campaign.sh ppo_jepa:CartPole-v1    # one entry
+#
+# Budgets: the issue's (200k steps for MinAtar, 100k for the pixel tasks, the entry's own elsewhere); 30 trials where
+# a trial takes under 3 minutes here, 12 where it takes longer. Trial logs go to logs/tuning (not kept).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+HERE=docs/results/tuning
+
+# algo:env:timesteps (0: the entry's n_timesteps):trials
+ENTRIES=(
+    ppo_jepa:MinAtar/Breakout-v1:200000:12
+    ppo_jepa:MinAtar/SpaceInvaders-v1:200000:12
+    ppo_jepa:MinAtar/Asterix-v1:200000:12
+    ppo_jepa:MinAtar/Freeway-v1:200000:12
+    ppo_jepa:MinAtar/Seaquest-v1:200000:12
+    ppo_jepa:PixelCartPole-v1:100000:12
+    a2c_jepa:CartPole-v1:0:30
+    ppo_jepa:CartPole-v1:0:30
+    a2c_jepa:Acrobot-v1:0:30
+    ppo_jepa:Acrobot-v1:0:30
+    ppo_jepa:TwoRoomsDiscrete-v0:0:12
+)
+
+search() {
+    local algo=$1 env=$2 timesteps=$3 trials=$4
+    local name="${algo}-${env//\//-}"
+    local budget=()
+    [ "$timesteps" != 0 ] && budget=(-n "$timesteps")
+    echo "== $name: $trials trials $(date -u +%FT%TZ)"
+    SB3_JEPA_SEARCH_SPACE=jepa python -m rl_zoo3.train --algo "$algo" --env "$env" -optimize \
+        --n-trials "$trials" --max-total-trials "$trials" --n-jobs 1 --sampler tpe --pruner median \
+        --n-startup-trials 5 --n-evaluations 5 --eval-episodes 10 "${budget[@]}" --seed 0 --no-optim-plots \
+        --storage "$HERE/$name.log" --study-name "$name-jepa" -f logs/tuning --verbose 0
+}
+
+selected=("$@")
+[ ${#selected[@]} -eq 0 ] && selected=("${ENTRIES[@]%:*:*}")
+for wanted in "${selected[@]}"; do
+    found=0
+    for entry in "${ENTRIES[@]}"; do
+        IFS=: read -r algo env timesteps trials <<< "$entry"
+        if [ "$algo:$env" = "$wanted" ]; then
+            search "$algo" "$env" "$timesteps" "$trials"
+            found=1
+        fi
+    done
+    [ $found = 1 ] || { echo "unknown entry $wanted; entries: ${ENTRIES[*]%:*:*}" >&2; exit 2; }
+done

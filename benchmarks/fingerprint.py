@@ -9,6 +9,7 @@ two commits and compare the outputs; a change that keeps results gives the same 
 
 import argparse
 import hashlib
+from typing import Any
 
 import torch as th
 
@@ -27,9 +28,8 @@ def fingerprint(pair_name: str, target: str, timesteps: int, prediction_steps: i
     pair = pairs("BreakoutNoFrameskip-v4")[pair_name]
     env = pair.make_env(0)
     # jepa_coef 1: the JEPA term large enough that any change in its arithmetic shows in the weights
-    model = pair.jepa(
-        pair.policy, env, seed=0, jepa_target=target, jepa_coef=1.0, jepa_prediction_steps=prediction_steps, **pair.kwargs
-    )
+    settings: dict[str, Any] = dict(seed=0, jepa_target=target, jepa_coef=1.0, jepa_prediction_steps=prediction_steps)
+    model = pair.jepa(pair.policy, env, **settings, **pair.kwargs)
     model.learn(timesteps)
     env.close()
     digest = hashlib.sha256()

@@ -519,7 +519,8 @@ def two_workers_then_reload(tmp_path: Path, storage: str, load_storage: "optuna.
         expected = convert_onpolicy_jepa_params(trial.params)
         assert config["jepa_coef"] == pytest.approx(expected["jepa_coef"])
         assert config["jepa_target"] == expected["jepa_target"]
-        assert config["predictor_net_arch"] == expected["predictor_net_arch"] == [trial.params["predictor_width"]]
+        widths = [trial.params["predictor_width"]] * trial.params["predictor_depth"]
+        assert config["predictor_net_arch"] == expected["predictor_net_arch"] == widths
 
 
 @pytest.mark.slow

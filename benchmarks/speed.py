@@ -119,7 +119,8 @@ def timed_run(pair: Pair, jepa: bool, args: argparse.Namespace, seed: int) -> tu
     env = pair.make_env(seed)
     kwargs = dict(pair.kwargs, seed=seed, device=args.device)
     if jepa:
-        kwargs.update(jepa_target=args.target)
+        if args.target is not None:  # else the algorithm's default (stop_grad)
+            kwargs.update(jepa_target=args.target)
         if args.segment_length and pair.jepa is PPOJEPA:
             kwargs.update(jepa_segment_length=args.segment_length)
         model = pair.jepa(pair.policy, env, **kwargs)
@@ -231,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", nargs="+", default=["a2c-cnn", "ppo-cnn", "a2c-mlp", "ppo-mlp"])
     parser.add_argument("--atari-id", default="BreakoutNoFrameskip-v4")
-    parser.add_argument("--target", default="online", choices=TARGET_MODES)
+    parser.add_argument("--target", default=None, choices=TARGET_MODES, help="jepa_target (default: the algorithm's)")
     parser.add_argument("--segment-length", type=int, default=0, help="PPOJEPA's jepa_segment_length (0: its default)")
     parser.add_argument("--timesteps", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=5)
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         th.set_num_threads(args.threads)
 
-    print(f"device={args.device} target={args.target} timesteps={args.timesteps} repeats={args.repeats}")
+    print(f"device={args.device} target={args.target or 'default'} timesteps={args.timesteps} repeats={args.repeats}")
     columns = ["pair", "median JEPA/plain", "ratios", "plain steps/s", "JEPA steps/s", "extra bytes max", "mean"]
     widths = [8, 17, 40, 13, 12, 15, 6]
     print(" | ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))

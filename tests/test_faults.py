@@ -24,7 +24,7 @@ import pytest
 from tests.test_study import TINY, run_files, study, tiny_specs
 
 #: CartPole runs long enough to be caught mid-run (a few seconds of training after the worker's imports)
-LONGER = [*TINY, "--timesteps", "2048", "--configs", "jepa_rl"]
+LONGER = [*TINY, "--timesteps", "1024", "--configs", "jepa_rl"]
 
 
 def holder_of(path: Path) -> int | None:
@@ -261,7 +261,7 @@ def test_ray_retries_a_killed_task(tmp_path):
     from sb3_jepa.study.workers import WorkerLost
 
     specs = tiny_specs((0, 1))
-    specs = [type(spec)(**{**spec.__dict__, "timesteps": 2048}) for spec in specs]
+    specs = [type(spec)(**{**spec.__dict__, "timesteps": 1024}) for spec in specs]
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=80 * 2**20)
     try:
         for retries in (1, 0):

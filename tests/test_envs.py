@@ -13,7 +13,16 @@ from stable_baselines3.common.torch_layers import NatureCNN
 from stable_baselines3.common.vec_env import VecFrameStack
 
 from sb3_jepa import PPOJEPA, SmallImageCNN
-from sb3_jepa.envs import PIXEL_CARTPOLE_ID, TWO_ROOMS_ID, TWO_ROOMS_STEPS, PixelCartPoleEnv, TwoRoomsEnv
+from sb3_jepa.envs import (
+    DISTRACTOR_CARTPOLE_IDS,
+    PIXEL_CARTPOLE_ID,
+    TWO_ROOMS_ID,
+    TWO_ROOMS_STEPS,
+    DistractorCartPoleEnv,
+    PixelCartPoleEnv,
+    TwoRoomsEnv,
+)
+from sb3_jepa.envs.distractors import rotation_dynamics
 from sb3_jepa.envs.pixel_cartpole import TRACK
 from sb3_jepa.envs.two_rooms import SUCCESS_BONUS
 
@@ -353,3 +362,50 @@ def test_two_rooms_trains_with_the_cnn_policy():
     env = make_vec_env("TwoRoomsDiscrete-v0", n_envs=2, seed=0)
     model = PPOJEPA("CnnPolicy", env, n_steps=16, batch_size=16, n_epochs=1, device="cpu").learn(32)
     assert isinstance(model.policy.features_extractor.encoder, NatureCNN)
+
+
+@pytest.mark.parametrize("env_id, kind", sorted(DISTRACTOR_CARTPOLE_IDS.items()))
+def test_distractor_cartpole_is_cartpole_plus_distractors(env_id, kind):
+    env, plain = gym.make(env_id), gym.make("CartPole-v1")
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, info = env.reset(seed=5)
+    assert obs.shape == (4 + 8,) and env.observation_space.contains(obs)
+    np.testing.assert_array_equal(info["state"], obs)
+    np.testing.assert_array_equal(info["distractor_state"], obs[4:])
+    # The task part is CartPole's own dynamics: the same actions from the same state give the same states and rewards
+    plain.reset()
+    plain.unwrapped.state = obs[:4].astype(np.float64)
+    rng = np.random.default_rng(0)
+    distractors = [obs[4:]]
+    for _ in range(30):
+        action = int(rng.integers(2))
+        obs, reward, terminated, _, info = env.step(action)
+        expected, expected_reward, expected_terminated, _, _ = plain.step(action)
+        np.testing.assert_allclose(obs[:4], expected, rtol=1e-6)
+        assert (reward, terminated) == (expected_reward, expected_terminated)
+        assert np.all(np.abs(obs[4:]) <= 1.0)
+        distractors.append(obs[4:])
+        if terminated:
+            break
+    steps = np.array(distractors, dtype=np.float64)
+    if kind == "predictable":  # d_{t+1} = A d_t exactly (up to float32 rounding), whatever the actions
+        dynamics = env.unwrapped.dynamics
+        np.testing.assert_allclose(steps[1:], steps[:-1] @ dynamics.T, atol=1e-6)
+        assert np.all(np.abs(steps[1:] - steps[:-1]).max(axis=1) > 1e-3)  # moving, not still
+    else:  # i.i.d.: no linear map from d_t predicts d_{t+1}
+        fit, *_ = np.linalg.lstsq(steps[:-1], steps[1:], rcond=None)
+        assert np.mean((steps[1:] - steps[:-1] @ fit) ** 2) > 0.5 * np.var(steps[1:])
+    # One seed fixes the task and the distractors
+    again, _ = gym.make(env_id).reset(seed=5)
+    first, _ = gym.make(env_id).reset(seed=5)
+    np.testing.assert_array_equal(again, first)
+
+
+def test_distractor_cartpole_refuses_bad_settings():
+    with pytest.raises(ValueError, match=r"kind must be one of \('predictable', 'noise'\), got 'random'"):
+        DistractorCartPoleEnv(kind="random")
+    with pytest.raises(ValueError, match="n_distractors must be an integer >= 1, got 0"):
+        DistractorCartPoleEnv(n_distractors=0)
+    assert gym.make("CartPoleDistractorsNoise-v1", n_distractors=3).observation_space.shape == (7,)
+    np.testing.assert_allclose(rotation_dynamics(3, 0)[2], [0, 0, 1])
+    assert np.allclose(rotation_dynamics(4, 0) @ rotation_dynamics(4, 0).T, np.eye(4))  # rotations keep the norm

@@ -5,12 +5,16 @@ Pixel testbeds, registered as gymnasium ids when ``sb3_jepa`` is imported:
   RGB, ``size=`` for another resolution). Stack frames with ``VecFrameStack``.
 - ``TwoRooms-v0`` and ``TwoRoomsDiscrete-v0``: PLDM's goal-reaching task from 64x64 pixels (agent, walls and goal
   channels), with 2-D displacement or 9 discrete actions, 200-step episodes (see :mod:`sb3_jepa.envs.two_rooms`).
+- ``CartPoleDistractorsPredictable-v1`` and ``CartPoleDistractorsNoise-v1``: CartPole-v1 with 8 appended dimensions
+  the reward never depends on, moving as a fixed linear system or drawn as i.i.d. noise (``n_distractors=`` for
+  another count; see :mod:`sb3_jepa.envs.distractors`).
 - ``MinAtar/<Game>-v1``: the MinAtar games, when the optional ``minatar`` package is installed (its ids are
   registered here if MinAtar has not done it).
 """
 
 import gymnasium as gym
 
+from sb3_jepa.envs.distractors import DistractorCartPoleEnv
 from sb3_jepa.envs.pixel_cartpole import PixelCartPoleEnv
 from sb3_jepa.envs.two_rooms import TwoRoomsEnv
 
@@ -19,6 +23,8 @@ TWO_ROOMS_ID = "TwoRooms-v0"
 TWO_ROOMS_DISCRETE_ID = "TwoRoomsDiscrete-v0"
 #: PLDM's episode length
 TWO_ROOMS_STEPS = 200
+#: The distractor testbeds: id -> kind
+DISTRACTOR_CARTPOLE_IDS = {"CartPoleDistractorsPredictable-v1": "predictable", "CartPoleDistractorsNoise-v1": "noise"}
 
 
 def register_envs() -> None:
@@ -38,6 +44,15 @@ def register_envs() -> None:
                 max_episode_steps=TWO_ROOMS_STEPS,
                 kwargs=kwargs,
             )
+    for env_id, kind in DISTRACTOR_CARTPOLE_IDS.items():
+        if env_id not in gym.registry:
+            gym.register(
+                id=env_id,
+                entry_point="sb3_jepa.envs.distractors:DistractorCartPoleEnv",
+                max_episode_steps=500,
+                reward_threshold=475.0,
+                kwargs=dict(kind=kind),
+            )
     if not any(env_id.startswith("MinAtar/") for env_id in gym.registry):
         try:
             import minatar.gym
@@ -47,10 +62,12 @@ def register_envs() -> None:
 
 
 __all__ = [
+    "DISTRACTOR_CARTPOLE_IDS",
     "PIXEL_CARTPOLE_ID",
     "TWO_ROOMS_DISCRETE_ID",
     "TWO_ROOMS_ID",
     "TWO_ROOMS_STEPS",
+    "DistractorCartPoleEnv",
     "PixelCartPoleEnv",
     "TwoRoomsEnv",
     "register_envs",

@@ -27,31 +27,28 @@ TWO_ROOMS_STEPS = 200
 DISTRACTOR_CARTPOLE_IDS = {"CartPoleDistractorsPredictable-v1": "predictable", "CartPoleDistractorsNoise-v1": "noise"}
 
 
+#: Every testbed: (id, entry point, episode limit, reward threshold, keyword arguments)
+_TESTBEDS: tuple[tuple[str, str, int, float | None, dict], ...] = (
+    (PIXEL_CARTPOLE_ID, "sb3_jepa.envs.pixel_cartpole:PixelCartPoleEnv", 500, 475.0, {}),
+    (TWO_ROOMS_ID, "sb3_jepa.envs.two_rooms:TwoRoomsEnv", TWO_ROOMS_STEPS, None, {}),
+    (TWO_ROOMS_DISCRETE_ID, "sb3_jepa.envs.two_rooms:TwoRoomsEnv", TWO_ROOMS_STEPS, None, dict(discrete=True)),
+    *(
+        (env_id, "sb3_jepa.envs.distractors:DistractorCartPoleEnv", 500, 475.0, dict(kind=kind))
+        for env_id, kind in DISTRACTOR_CARTPOLE_IDS.items()
+    ),
+)
+
+
 def register_envs() -> None:
-    """Register the pixel testbeds with gymnasium (idempotent)."""
-    if PIXEL_CARTPOLE_ID not in gym.registry:
-        gym.register(
-            id=PIXEL_CARTPOLE_ID,
-            entry_point="sb3_jepa.envs.pixel_cartpole:PixelCartPoleEnv",
-            max_episode_steps=500,
-            reward_threshold=475.0,
-        )
-    for env_id, kwargs in ((TWO_ROOMS_ID, {}), (TWO_ROOMS_DISCRETE_ID, dict(discrete=True))):
+    """Register the testbeds with gymnasium (idempotent)."""
+    for env_id, entry_point, max_episode_steps, reward_threshold, kwargs in _TESTBEDS:
         if env_id not in gym.registry:
             gym.register(
                 id=env_id,
-                entry_point="sb3_jepa.envs.two_rooms:TwoRoomsEnv",
-                max_episode_steps=TWO_ROOMS_STEPS,
+                entry_point=entry_point,
+                max_episode_steps=max_episode_steps,
+                reward_threshold=reward_threshold,
                 kwargs=kwargs,
-            )
-    for env_id, kind in DISTRACTOR_CARTPOLE_IDS.items():
-        if env_id not in gym.registry:
-            gym.register(
-                id=env_id,
-                entry_point="sb3_jepa.envs.distractors:DistractorCartPoleEnv",
-                max_episode_steps=500,
-                reward_threshold=475.0,
-                kwargs=dict(kind=kind),
             )
     if not any(env_id.startswith("MinAtar/") for env_id in gym.registry):
         try:

@@ -5,6 +5,9 @@ the observation-tree helpers (an observation batch is a tensor, or a dict of ten
 
 import inspect
 import math
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -114,3 +117,21 @@ def accepted_keywords(cls: type) -> set[str] | None:
     named = [p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
     # The first one is the observation space, which the policy passes positionally
     return {p.name for p in named[1:]}
+
+
+def write_atomically(path: Path, write: Callable[[Any], object], binary: bool = False) -> None:
+    """
+    Write a file through ``<name>.partial`` and a rename, so that a crash or a full disk mid-write leaves the
+    previous file (or none), never half of one (the study's and the planning evaluation's files mark work as done).
+
+    :param path: the file
+    :param write: called with the open file
+    :param binary: open it in binary mode (else text, with ``newline=""`` as the csv module wants)
+    """
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with open(partial, "wb") if binary else open(partial, "w", newline="") as file:
+            write(file)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)

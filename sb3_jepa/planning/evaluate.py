@@ -25,7 +25,6 @@ older version, whose settings lack the newer keys, is refused too).
 
 import csv
 import json
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -35,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from sb3_jepa.common.utils import check_finite_nonnegative, check_positive_int
+from sb3_jepa.common.utils import check_finite_nonnegative, check_positive_int, write_atomically
 from sb3_jepa.planning.planner import PRIORS
 
 #: Episode columns (``ms_per_step``: the time the controller took per environment step, in milliseconds)
@@ -385,12 +384,13 @@ def _env_and_steps(settings: PlanningSettings) -> tuple[Any, int]:
 def _write_rows(path: Path, rows: list[dict[str, Any]], fields: tuple[str, ...] | list[str]) -> None:
     """Write a CSV atomically (its presence marks the work as done)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w", newline="") as file:
+
+    def write(file: Any) -> None:
         writer = csv.DictWriter(file, fieldnames=list(fields))
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(partial, path)
+
+    write_atomically(path, write)
 
 
 def episodes_path(out: Path, task: ModelTask) -> Path:

@@ -15,7 +15,7 @@ summary records the node that ran it (``worker.node_id``).
 Needs the ``ray`` extra.
 """
 
-import os
+import functools
 import shutil
 import tempfile
 import uuid
@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sb3_jepa.common.utils import write_atomically
 from sb3_jepa.study.runner import RunSpec, execute
 from sb3_jepa.study.workers import DEFAULT_RETRIES, WorkerLost
 
@@ -66,6 +67,10 @@ def run_task(
         shutil.rmtree(local, ignore_errors=True)
 
 
+def _write_to(data: bytes, file: Any) -> None:
+    file.write(data)
+
+
 def write_run_files(spec: RunSpec, out: Path, files: dict[str, bytes]) -> None:
     """
     Write a run's files sent back by a task, ``summary.json`` last and atomically (it marks the run finished).
@@ -78,9 +83,7 @@ def write_run_files(spec: RunSpec, out: Path, files: dict[str, bytes]) -> None:
     for name in sorted(files, key=lambda name: name == "summary.json"):
         target = run_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_name(target.name + ".partial")
-        partial.write_bytes(files[name])
-        os.replace(partial, target)
+        write_atomically(target, functools.partial(_write_to, files[name]), binary=True)
 
 
 def run_on_ray(

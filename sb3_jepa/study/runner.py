@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from sb3_jepa.common.utils import write_atomically
 from sb3_jepa.study.configs import config_kwargs
 from sb3_jepa.study.workers import DEFAULT_RETRIES, report_retry, run_on_process_pool
 
@@ -179,23 +180,6 @@ def _recorder_class() -> type:
     return Recorder
 
 
-def _write_atomically(path: Path, write: Callable[[Any], None]) -> None:
-    """
-    Write a file through ``<name>.partial`` and a rename, so that a crash or a full disk mid-write leaves the
-    previous file (or none), never half of one.
-
-    :param path: the file
-    :param write: called with the open text file
-    """
-    partial = path.with_name(path.name + ".partial")
-    try:
-        with open(partial, "w", newline="") as file:
-            write(file)
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-
-
 def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     columns = sorted({key for row in rows for key in row}, key=lambda key: (key != "timesteps", key))
 
@@ -204,7 +188,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
 
-    _write_atomically(path, write)
+    write_atomically(path, write)
 
 
 def execute(spec: RunSpec, out: Path, progress: Any = None, where: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -294,7 +278,7 @@ def execute(spec: RunSpec, out: Path, progress: Any = None, where: dict[str, Any
         "worker": {"host": socket.gethostname(), "pid": os.getpid(), **(where or {})},
     }
     # Written last and atomically: its presence marks the run as finished
-    _write_atomically(run_dir / "summary.json", lambda file: file.write(json.dumps(summary, indent=2, default=str)))
+    write_atomically(run_dir / "summary.json", lambda file: file.write(json.dumps(summary, indent=2, default=str)))
     return summary
 
 
@@ -366,17 +350,14 @@ def check_run_files(run_dir: Path) -> dict[str, Any]:
             continue
         try:
             with open(path, newline="") as file:
-                reader = csv.reader(file, strict=True)
-                header = next(reader, None)
-                for number, row in enumerate(reader, start=2):
-                    if header is None or len(row) != len(header):
-                        raise CorruptRunError(path, f"line {number} has {len(row)} fields, the header {len(header or [])}")
-                    for value in row:
-                        float(value or "nan")
+                header, *rows = list(csv.reader(file, strict=True)) or [[]]
+            for row in rows:
+                [float(value or "nan") for value in row]
         except (csv.Error, UnicodeDecodeError, ValueError) as error:
-            if isinstance(error, CorruptRunError):
-                raise
             raise CorruptRunError(path, f"not a table of numbers ({error})") from None
+        for number, row in enumerate(rows, start=2):
+            if len(row) != len(header):
+                raise CorruptRunError(path, f"line {number} has {len(row)} fields, the header {len(header)}")
     return summary
 
 

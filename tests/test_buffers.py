@@ -279,3 +279,51 @@ def test_multistep_actions_are_the_actions_taken():
         valid = batch.multistep_valid[k].cpu().numpy().astype(bool)
         taken = np.clip(batch.multistep_actions[k - 1].cpu().numpy().ravel(), -1, 1)
         np.testing.assert_allclose(rows[batch.multistep_index[k].cpu().numpy()][valid], taken[valid], rtol=1e-6)
+
+
+def test_reward_rows_worked_example():
+    """The docstring's example of NextObservationMixin._prepare_rewards: rows env * buffer_size + step"""
+    buffer = JEPARolloutBuffer(3, spaces.Box(-1, 1, (1,)), spaces.Discrete(2), n_envs=2, with_rewards=True)
+    buffer.rewards[:] = np.array([[1, 2], [3, 4], [5, 6]], dtype=np.float32)
+    buffer.truncated_rows = [5]
+    buffer._prepare_rewards()
+    np.testing.assert_array_equal(buffer._flat_rewards, [1, 3, 5, 2, 4, 6])
+    np.testing.assert_array_equal(buffer._reward_valid, [1, 1, 1, 1, 1, 0])
+
+
+def test_with_rewards_argument():
+    with pytest.raises(ValueError, match="with_rewards must be True or False"):
+        JEPARolloutBuffer(3, spaces.Box(-1, 1, (1,)), spaces.Discrete(2), with_rewards="yes")
+
+
+@pytest.mark.parametrize("algo_cls", [A2CJEPA, PPOJEPA])
+@pytest.mark.parametrize("n_envs", [1, 3])
+def test_rewards_ride_with_samples(algo_cls, n_envs):
+    """
+    CountingEnv pays ``action == 0``; its episodes end alternately by termination and truncation. Every sample's
+    reward is the env's, except the truncated steps', to which SB3 adds gamma * V(s_T): those are masked, and only
+    those.
+    """
+    venv = DummyVecEnv([lambda i=i: CountingEnv(i) for i in range(n_envs)])
+    n_truncated = n_masked = 0
+    for rollout in run(algo_cls, venv, jepa_reward_coef=1.0):
+        for batch in rollout:
+            state = state_of(batch.observations).astype(int)
+            env_index, episode, step = state.T
+            length = 2 + (env_index + 3 * episode) % 5
+            truncated = (step + 1 == length) & (episode % 2 == 1)
+            valid = batch.reward_valid.cpu().numpy().astype(bool)
+            np.testing.assert_array_equal(valid, ~truncated)
+            rewards = batch.rewards.cpu().numpy()
+            paid = (batch.actions.cpu().numpy().ravel() == 0).astype(np.float32)
+            np.testing.assert_array_equal(rewards[valid], paid[valid])
+            # The masked ones are not the env's (SB3's bootstrap was added), which is why they are masked
+            assert not (~valid).any() or not np.allclose(rewards[~valid], paid[~valid])
+            n_truncated += int(truncated.sum())
+            n_masked += int((~valid).sum())
+    assert n_truncated > 0 and n_masked == n_truncated
+
+
+def test_no_rewards_without_the_reward_predictor():
+    for rollout in run(PPOJEPA, DummyVecEnv([CountingEnv])):
+        assert all(batch.rewards is None and batch.reward_valid is None for batch in rollout)

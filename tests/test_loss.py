@@ -4,7 +4,7 @@ import pytest
 import torch as th
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from sb3_jepa import PPOJEPA
+from sb3_jepa import A2CJEPA, PPOJEPA
 from sb3_jepa.common.loss import (
     TARGET_MODES,
     CapturedEmbeddings,
@@ -12,6 +12,7 @@ from sb3_jepa.common.loss import (
     jepa_prediction_loss,
     masked_prediction_loss,
     one_step_ema_target,
+    reward_prediction_loss,
     target_rows,
 )
 from tests.conftest import SMALL
@@ -106,3 +107,58 @@ def test_check_target_mode():
     assert check_target_mode("ema") == "ema"
     with pytest.raises(ValueError, match=r"jepa_target must be one of \('online', 'stop_grad', 'ema'\), got 'EMA'"):
         check_target_mode("EMA")
+
+
+def reward_model(algo_cls: type = PPOJEPA, **kwargs) -> PPOJEPA:
+    return algo_cls("MlpPolicy", DummyVecEnv([CountingEnv, lambda: CountingEnv(1)]), seed=0, **SMALL[algo_cls], **kwargs)
+
+
+def test_reward_loss_is_the_masked_squared_error_and_does_not_train_the_encoder():
+    model = reward_model(jepa_reward_coef=1.0)
+    model.learn(SMALL[PPOJEPA]["n_steps"] * 2)
+    batch = next(model.rollout_buffer.get(16))
+    policy = model.policy
+    z = policy.jepa_encode(batch.observations)
+    loss = reward_prediction_loss(policy, batch, CapturedEmbeddings(z, n_batch=len(z)))
+    prediction = policy.jepa_reward_predictor(z, batch.actions)
+    expected = ((prediction - batch.rewards) ** 2 * batch.reward_valid).sum() / batch.reward_valid.sum()
+    th.testing.assert_close(loss, expected)
+    policy.zero_grad(set_to_none=True)
+    loss.backward()
+    assert all(p.grad is None for p in policy.jepa_encoder.parameters())  # z is detached
+    assert all(p.grad is not None for p in policy.jepa_reward_predictor.parameters())
+
+
+@pytest.mark.parametrize("algo_cls", [A2CJEPA, PPOJEPA])
+def test_reward_predictor_changes_no_other_initialisation(algo_cls):
+    plain, with_reward = reward_model(algo_cls), reward_model(algo_cls, jepa_reward_coef=1.0)
+    assert plain.policy.jepa_reward_predictor is None
+    reward_state = with_reward.policy.state_dict()
+    assert {k for k in reward_state if k.startswith("jepa_reward_predictor.")}
+    for key, value in plain.policy.state_dict().items():
+        th.testing.assert_close(reward_state[key], value, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("algo_cls", [A2CJEPA, PPOJEPA])
+def test_reward_predictor_learns_the_reward(algo_cls):
+    """
+    CountingEnv pays 1 for action 0 and 0 for action 1, in every state: R must learn just that (a large entropy bonus
+    keeps the policy playing both)
+    """
+    model = reward_model(algo_cls, jepa_reward_coef=1.0, learning_rate=3e-3, ent_coef=1.0)
+    model.learn(4000)
+    assert "jepa/reward_loss" in model.logger.name_to_value
+    batch = next(model.rollout_buffer.get(None))
+    with th.no_grad():
+        z = model.policy.jepa_encode(batch.observations)
+        for action, paid in ((0, 1.0), (1, 0.0)):
+            actions = th.full((len(z),), action, device=z.device)
+            predicted = model.policy.jepa_reward_predictor(z, actions)
+            assert predicted.sub(paid).abs().max() < 0.25, (action, predicted)
+
+
+def test_reward_coef_argument():
+    with pytest.raises(ValueError, match="jepa_reward_coef"):
+        reward_model(jepa_reward_coef=-1.0)
+    with pytest.raises(ValueError, match="Pass jepa_reward as an argument"):
+        reward_model(policy_kwargs=dict(jepa_reward=True))

@@ -81,6 +81,12 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
         input and the target all see it: None, ``"layernorm"`` (LayerNorm without affine parameters: every embedding
         has norm ``sqrt(dim)``) or ``"simnorm"`` (TD-MPC2's softmax over groups of 8 dimensions). Needs a
         ``JEPAFeaturesExtractor`` (the policies' default)
+    :param jepa_reward_coef: the weight of the reward predictor's loss, ``mean (R(sg(z_t), a_t) - r_t)^2`` over
+        the transitions whose reward is the environment's (not those SB3 bootstraps at a time limit). 0 (the
+        default): no reward predictor. Above 0 the policy gets ``jepa_reward_predictor``, which planners use for
+        TD-MPC2's return estimate (:class:`sb3_jepa.planning.LatentPlanner`'s ``value_estimate="return"``); its
+        input is detached, so it reads ``E`` without training it (the RL update changes only through the
+        gradient clipping's shared norm)
     :param _init_setup_model: Whether or not to build the network at the creation of the instance
     """
 
@@ -124,6 +130,7 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
         jepa_prediction_steps: int = 1,
         jepa_loss: str = "mse",
         jepa_embedding_norm: str | None = None,
+        jepa_reward_coef: float = 0.0,
         _init_setup_model: bool = True,
     ):
         self._init_jepa(
@@ -137,6 +144,7 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
             jepa_prediction_steps=jepa_prediction_steps,
             jepa_loss=jepa_loss,
             jepa_embedding_norm=jepa_embedding_norm,
+            jepa_reward_coef=jepa_reward_coef,
             rollout_buffer_class=rollout_buffer_class,
             policy_kwargs=policy_kwargs,
         )

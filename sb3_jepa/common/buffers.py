@@ -63,6 +63,11 @@ class JEPARolloutBufferSamples(NamedTuple):
     multistep_valid: th.Tensor | None = None
     #: ``(K - 1, batch, action_dim)``: the actions ``a_{t+k}``, k = 1..K-1, that lead there, else None
     multistep_actions: th.Tensor | None = None
+    #: with ``with_rewards``: ``r_t`` as the buffer holds it (VecNormalize's scaling included), else None
+    rewards: th.Tensor | None = None
+    #: with ``with_rewards``: 1.0 where ``r_t`` is the environment's, 0.0 where SB3 added the bootstrapped value of a
+    #: step truncated by a time limit, else None
+    reward_valid: th.Tensor | None = None
 
     @property
     def next_observations(self) -> th.Tensor:
@@ -85,6 +90,8 @@ class JEPADictRolloutBufferSamples(NamedTuple):
     multistep_index: th.Tensor | None = None
     multistep_valid: th.Tensor | None = None
     multistep_actions: th.Tensor | None = None
+    rewards: th.Tensor | None = None
+    reward_valid: th.Tensor | None = None
 
     @property
     def next_observations(self) -> TensorDict:
@@ -124,6 +131,8 @@ class NextObservationMixin:
 
     terminal_observations: list[ObsArray]
     terminal_rows: list[int]
+    truncated_rows: list[int]
+    rewards: np.ndarray
     final_observations: ObsArray | None
     final_dones: np.ndarray | None
     _terminal_stack: ObsArray | None
@@ -138,6 +147,7 @@ class NextObservationMixin:
         segment_length: int | None = None,
         prediction_steps: int = 1,
         successors_in_minibatch: bool = False,
+        with_rewards: bool = False,
         **kwargs: Any,
     ):
         self.segment_length = check_optional_positive_int("segment_length", segment_length)
@@ -145,6 +155,9 @@ class NextObservationMixin:
         if not isinstance(successors_in_minibatch, (bool, np.bool_)):
             raise ValueError(f"successors_in_minibatch must be True or False, got {successors_in_minibatch!r}")
         self.successors_in_minibatch = bool(successors_in_minibatch)
+        if not isinstance(with_rewards, (bool, np.bool_)):
+            raise ValueError(f"with_rewards must be True or False, got {with_rewards!r}")
+        self.with_rewards = bool(with_rewards)
         self._segment_epoch = 0
         super().__init__(*args, **kwargs)
 
@@ -219,6 +232,7 @@ class NextObservationMixin:
     def _reset_next(self) -> None:
         self.terminal_observations = []
         self.terminal_rows = []
+        self.truncated_rows = []
         self.final_observations = None
         self.final_dones = None
         self._terminal_stack = None
@@ -226,6 +240,8 @@ class NextObservationMixin:
         # Per rollout, built by _prepare_successors: the successor chains of every row (a minibatch's are a slice)
         self._all_chains: np.ndarray | None = None
         self._row_positions: np.ndarray | None = None  # scratch space of locate_in_minibatch
+        self._flat_rewards: np.ndarray | None = None  # with_rewards: r of every row, and whether it is the env's
+        self._reward_valid: np.ndarray | None = None
         self._warned_missing = getattr(self, "_warned_missing", False)
 
     def add_terminal_observations(self, infos: list[dict[str, Any]], dones: np.ndarray) -> None:
@@ -249,7 +265,12 @@ class NextObservationMixin:
                     )
                 continue
             # The row this step will have once swap_and_flatten has put each env's steps together
-            self.terminal_rows.append(int(env_idx) * self.buffer_size + self.pos)
+            row = int(env_idx) * self.buffer_size + self.pos
+            self.terminal_rows.append(row)
+            # SB3's collect_rollouts adds gamma * V(terminal_observation) to this step's reward under exactly this
+            # condition (a time limit): that reward is no longer the env's
+            if infos[env_idx].get("TimeLimit.truncated", False):
+                self.truncated_rows.append(row)
             # Copied: some envs hand out the same array again after reset
             self.terminal_observations.append(self._map_obs(lambda o, s: np.array(o).reshape(s), terminal_obs, self.obs_shape))
 
@@ -273,7 +294,8 @@ class NextObservationMixin:
         """
         stored = self.terminal_observations if self._terminal_stack is None else [self._terminal_stack]
         total = 8 * max(len(self.terminal_rows), len(self._terminal_rows_sorted))
-        for index_array in (self._all_chains, self._row_positions):  # the per-rollout lookup tables
+        # the per-rollout lookup tables, and the rewards' copy in row order
+        for index_array in (self._all_chains, self._row_positions, self._flat_rewards, self._reward_valid):
             total += 0 if index_array is None else index_array.nbytes
         total += 0 if self.final_dones is None else self.final_dones.nbytes
         for obs in stored:
@@ -300,6 +322,20 @@ class NextObservationMixin:
             np.arange(n_rows), self.prediction_steps, self.episode_starts, self.final_dones, self._terminal_rows_sorted
         ).astype(index_type)
         self._row_positions = np.full(n_rows, successors.UNKNOWN, dtype=index_type)
+        if self.with_rewards:
+            self._prepare_rewards()
+
+    def _prepare_rewards(self) -> None:
+        """
+        The reward and its validity of every row, in the sampled rows' order: row ``env * buffer_size + step``, as
+        ``swap_and_flatten`` orders the arrays SB3 samples (``rewards`` is not one of them).
+
+        Example: 2 envs, buffer_size 3, ``rewards[step, env]`` = [[1, 2], [3, 4], [5, 6]]: the rows' rewards are
+        (1, 3, 5, 2, 4, 6); env 1 truncated at step 2 (row 1 * 3 + 2 = 5): validity (1, 1, 1, 1, 1, 0).
+        """
+        self._flat_rewards = self.rewards.swapaxes(0, 1).reshape(-1).astype(np.float32)
+        self._reward_valid = np.ones(len(self._flat_rewards), dtype=np.float32)
+        self._reward_valid[np.asarray(self.truncated_rows, dtype=np.int64)] = 0.0
 
     def _next_fields(self, batch_inds: np.ndarray) -> dict[str, Any]:
         """The ``next_*`` (and ``multistep_*``) fields of a sample whose rows are ``batch_inds``."""
@@ -332,6 +368,14 @@ class NextObservationMixin:
                 multistep_valid=self.to_torch(valid.astype(np.float32)),
                 multistep_actions=self.to_torch(actions.astype(np.float32)),
             )
+        if self.with_rewards:
+            if self._flat_rewards is None or self._reward_valid is None:  # sampled without get()
+                self._prepare_rewards()
+            assert self._flat_rewards is not None and self._reward_valid is not None
+            fields.update(
+                rewards=self.to_torch(self._flat_rewards[batch_inds]),
+                reward_valid=self.to_torch(self._reward_valid[batch_inds]),
+            )
         return fields
 
 
@@ -354,6 +398,7 @@ class JEPARolloutBuffer(NextObservationMixin, RolloutBuffer):
     :param successors_in_minibatch: mark a transition's successor as unknown (masked) unless it is a row of the same
         minibatch, so that no extra observation is ever encoded; with ``segment_length``, where the segments are cut
         then alternates from one ``get()`` (epoch) to the next, so that every transition is in-segment in some epoch
+    :param with_rewards: samples also carry ``rewards`` and ``reward_valid`` (for the reward predictor's loss)
     """
 
 
@@ -376,6 +421,7 @@ class JEPADictRolloutBuffer(NextObservationMixin, DictRolloutBuffer):
     :param successors_in_minibatch: mark a transition's successor as unknown (masked) unless it is a row of the same
         minibatch, so that no extra observation is ever encoded; with ``segment_length``, where the segments are cut
         then alternates from one ``get()`` (epoch) to the next, so that every transition is in-segment in some epoch
+    :param with_rewards: samples also carry ``rewards`` and ``reward_valid`` (for the reward predictor's loss)
     """
 
 

@@ -1,6 +1,7 @@
 """
-The JEPA models: the encoder E (:class:`JEPAFeaturesExtractor`), the action encoding (:class:`ActionEncoder`)
-and the action-conditioned predictor W (:class:`JEPAPredictor`). The loss that trains them is in
+The JEPA models: the encoder E (:class:`JEPAFeaturesExtractor`), the action encoding (:class:`ActionEncoder`),
+the action-conditioned predictor W (:class:`JEPAPredictor`) and, optionally, a reward predictor R
+(:class:`JEPARewardPredictor`, TD-MPC2's ``reward``) for planners. The losses that train them are in
 :mod:`sb3_jepa.common.loss`.
 """
 
@@ -339,6 +340,44 @@ class JEPAPredictor(nn.Module):
         :return: the predicted next embeddings
         """
         return self.net(th.cat([z, action_features], dim=1))
+
+
+class JEPARewardPredictor(nn.Module):
+    """
+    The reward predictor R: an MLP on ``concat(z_t, encode(a_t))`` that outputs the estimate of ``r_t``, the reward
+    of taking ``a_t`` in ``s_t`` (TD-MPC2's ``reward``). A planner adds its predictions along a plan (the return
+    ``sum_t gamma^t R(z_t, a_t) + gamma^H V(z_H)``); nothing else reads it.
+
+    :param features_dim: the embedding size ``dim(z)``
+    :param action_space: the action space
+    :param net_arch: hidden layer widths
+    :param activation_fn: activation after each hidden layer
+    :param squash_output: see :class:`ActionEncoder`
+    """
+
+    def __init__(
+        self,
+        features_dim: int,
+        action_space: spaces.Space,
+        net_arch: list[int],
+        activation_fn: type[nn.Module] = nn.ReLU,
+        squash_output: bool = False,
+    ):
+        super().__init__()
+        self.action_encoder = ActionEncoder(action_space, squash_output=squash_output)
+        self.net = nn.Sequential(*create_mlp(features_dim + self.action_encoder.dim, 1, net_arch, activation_fn))
+
+    def forward(self, z: th.Tensor, actions: th.Tensor) -> th.Tensor:
+        return self.reward(z, self.action_encoder(actions))
+
+    def reward(self, z: th.Tensor, action_features: th.Tensor) -> th.Tensor:
+        """
+        :param z: embeddings, shape ``(batch, dim(z))``
+        :param action_features: encoded actions, shape ``(batch, action_encoder.dim)`` (see
+            :meth:`ActionEncoder.from_env_actions`)
+        :return: the predicted rewards, shape ``(batch,)``
+        """
+        return self.net(th.cat([z, action_features], dim=1)).squeeze(-1)
 
 
 def warn_if_encoder_has_no_parameters(encoder: nn.Module) -> None:

@@ -1,6 +1,7 @@
 """
 The JEPA loss, top to bottom: ``||W(E(s_t), a_t) - E(s_{t+1})||^2`` (the paper's Eq. 1) or its cosine form, its
-target modes, its K-step form, and VICReg's anti-collapse terms as the explicit baseline.
+target modes, its K-step form, the reward predictor's loss (for planners), and VICReg's anti-collapse terms as the
+explicit baseline.
 
 Everything here is a function of the policy's encoder and predictor (:meth:`JEPAPolicyMixin.jepa_encode`,
 ``policy.jepa_predictor``), one (mini)batch of samples from a JEPA rollout buffer and the embeddings captured from
@@ -221,6 +222,22 @@ def later_steps_loss(
         valid = data.multistep_valid[step]
         total = total + masked_prediction_loss(prediction, targets[data.multistep_index[step]], valid, loss)
     return total
+
+
+def reward_prediction_loss(policy: "JEPAPolicyMixin", data: JEPASamples, captured: CapturedEmbeddings) -> th.Tensor:
+    """
+    The reward predictor's loss: ``mean (R(sg(z_t), a_t) - r_t)^2`` over the transitions whose reward is the
+    environment's (``reward_valid``: SB3 adds ``gamma * V(s_T)`` to the reward of a step truncated by a time limit).
+    ``z_t`` is detached: R learns to read the embedding, and its loss does not shape ``E``.
+
+    :param policy: the JEPA policy, with ``jepa_reward_predictor``
+    :param data: the (mini)batch, from a buffer built with ``with_rewards=True``
+    :param captured: the embeddings of the encoder pass of ``evaluate_actions``
+    :return: the scalar loss (0 if no reward is valid)
+    """
+    assert policy.jepa_reward_predictor is not None and data.rewards is not None and data.reward_valid is not None
+    prediction = policy.jepa_reward_predictor(captured.batch.detach(), data.actions)
+    return ((prediction - data.rewards).pow(2) * data.reward_valid).sum() / data.reward_valid.sum().clamp(min=1.0)
 
 
 def vicreg_terms(z: th.Tensor, eps: float = 1e-4) -> tuple[th.Tensor, th.Tensor]:

@@ -29,6 +29,7 @@ from sb3_jepa.common.loss import (
     check_jepa_loss,
     check_target_mode,
     jepa_prediction_loss,
+    reward_prediction_loss,
     vicreg_terms,
 )
 from sb3_jepa.common.metrics import collapse_metrics, prediction_cosine
@@ -36,7 +37,7 @@ from sb3_jepa.common.policies import JEPAPolicyMixin, as_jepa_policy
 from sb3_jepa.common.utils import check_finite_nonnegative, check_net_arch, check_positive_int, num_rows
 
 #: Keys of ``policy_kwargs`` that are set from the algorithm's own arguments
-_POLICY_KWARGS_FROM_ALGORITHM = ("jepa_target", "predictor_net_arch", "jepa_embedding_norm")
+_POLICY_KWARGS_FROM_ALGORITHM = ("jepa_target", "predictor_net_arch", "jepa_embedding_norm", "jepa_reward")
 
 
 @dataclass
@@ -46,6 +47,8 @@ class _TrainStats:
     coef: float = 0.0
     #: detached JEPA losses of the minibatches (averaged once, at logging time: no extra sync per step)
     losses: list[th.Tensor] = field(default_factory=list)
+    #: detached reward predictor losses of the minibatches, when it is on
+    reward_losses: list[th.Tensor] = field(default_factory=list)
     #: VICReg (variance, covariance) terms, when they are on
     vicreg: list[tuple[float, float]] = field(default_factory=list)
     last_embeddings: th.Tensor | None = None
@@ -73,6 +76,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
     jepa_prediction_steps: int
     jepa_loss: str
     jepa_embedding_norm: str | None
+    jepa_reward_coef: float
 
     def _init_jepa(
         self,
@@ -87,6 +91,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         jepa_prediction_steps: int,
         jepa_loss: str,
         jepa_embedding_norm: str | None,
+        jepa_reward_coef: float,
         rollout_buffer_class: type[RolloutBuffer] | None,
         policy_kwargs: dict[str, Any] | None,
     ) -> None:
@@ -103,6 +108,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         :param jepa_prediction_steps: see the algorithm's docstring
         :param jepa_loss: see the algorithm's docstring
         :param jepa_embedding_norm: see the algorithm's docstring
+        :param jepa_reward_coef: see the algorithm's docstring
         :param rollout_buffer_class: the algorithm's ``rollout_buffer_class`` argument
         :param policy_kwargs: the algorithm's ``policy_kwargs`` argument
         """
@@ -127,6 +133,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self.jepa_prediction_steps = check_positive_int("jepa_prediction_steps", jepa_prediction_steps)
         self.jepa_loss = check_jepa_loss(jepa_loss)
         self.jepa_embedding_norm = check_embedding_norm(jepa_embedding_norm)
+        self.jepa_reward_coef = check_finite_nonnegative("jepa_reward_coef", jepa_reward_coef)
         if rollout_buffer_class is not None:
             as_jepa_buffer(rollout_buffer_class)  # raises for a class that is no RolloutBuffer
         for key in _POLICY_KWARGS_FROM_ALGORITHM:
@@ -151,6 +158,11 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self.rollout_buffer_class = as_jepa_buffer(buffer_class)
         if self.jepa_prediction_steps > 1:
             self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "prediction_steps": self.jepa_prediction_steps}
+        # getattr: models saved before 0.5 have no reward predictor
+        reward = getattr(self, "jepa_reward_coef", 0.0) > 0
+        self.jepa_reward_coef = getattr(self, "jepa_reward_coef", 0.0)
+        if reward:
+            self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "with_rewards": True}
         self.policy_class = as_jepa_policy(self.policy_class)  # type: ignore[arg-type]
         # The JEPA settings reach the policy without entering self.policy_kwargs, which is saved and compared with
         # load(path, policy_kwargs=...): a user's policy_kwargs stay exactly the ones given (as in SB3). Models
@@ -161,6 +173,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             "jepa_target": self.jepa_target,
             "predictor_net_arch": self.predictor_net_arch,
             "jepa_embedding_norm": self.jepa_embedding_norm,
+            "jepa_reward": reward,
         }
         try:
             super()._setup_model()
@@ -255,7 +268,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         z = captured.batch
         stats.last_embeddings = z.detach()
         uses_vicreg = self.jepa_vicreg_var_coef > 0 or self.jepa_vicreg_cov_coef > 0
-        if stats.coef == 0.0 and not uses_vicreg:
+        if stats.coef == 0.0 and not uses_vicreg and self.jepa_reward_coef == 0.0:
             # Exactly SB3's loss: nothing is added to the graph, so jepa_coef=0 reproduces A2C/PPO bit for bit
             return loss
         extra_loss = th.zeros((), device=z.device)
@@ -269,15 +282,21 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             variance, covariance = vicreg_terms(z.flatten(1))
             extra_loss = extra_loss + self.jepa_vicreg_var_coef * variance + self.jepa_vicreg_cov_coef * covariance
             stats.vicreg.append((variance.item(), covariance.item()))
+        if self.jepa_reward_coef > 0.0:
+            reward_loss = reward_prediction_loss(self.policy, rollout_data, captured)
+            extra_loss = extra_loss + self.jepa_reward_coef * reward_loss
         value = extra_loss.item()
         if not math.isfinite(value):
             # Raised before backward() and the optimizer step: the weights stay as they were
             raise FloatingPointError(
-                f"The JEPA loss is {value} (jepa_coef={stats.coef}): the embeddings or the predictor diverged. "
+                f"The JEPA loss is {value} (jepa_coef={stats.coef}, jepa_reward_coef={self.jepa_reward_coef}): the "
+                "embeddings or the predictors diverged. "
                 "Lower jepa_coef or the learning rate, or normalise the observations."
             )
         if stats.coef > 0.0:
             stats.losses.append(jepa.loss.detach())
+        if self.jepa_reward_coef > 0.0:
+            stats.reward_losses.append(reward_loss.detach())
         return loss + extra_loss
 
     def _jepa_after_step(self) -> None:
@@ -291,6 +310,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self.logger.record("jepa/coef", stats.coef)
         if stats.losses:
             self.logger.record("jepa/loss", th.stack(stats.losses).mean().item())
+        if stats.reward_losses:
+            self.logger.record("jepa/reward_loss", th.stack(stats.reward_losses).mean().item())
         if stats.vicreg:
             variance, covariance = np.mean(stats.vicreg, axis=0)
             self.logger.record("jepa/vicreg_variance", float(variance))

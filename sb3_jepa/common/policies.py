@@ -8,6 +8,7 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -26,6 +27,7 @@ from torch.utils.hooks import RemovableHandle
 from sb3_jepa.common.jepa import (
     JEPAFeaturesExtractor,
     JEPAPredictor,
+    JEPARewardPredictor,
     base_encoder_learns,
     check_embedding_norm,
     cnn_encoder_class,
@@ -37,6 +39,8 @@ from sb3_jepa.common.utils import check_net_arch, concat_observations, num_rows
 
 # Added to torch's initial seed to seed the predictor's initialisation (see JEPAPolicyMixin._build)
 _PREDICTOR_SEED_OFFSET = 0x4A455041
+# The same for the reward predictor R
+_REWARD_SEED_OFFSET = 0x52455741
 #: Optimizers whose step the JEPA policies make multi-tensor (``foreach=True``) unless told otherwise: SB3's
 #: defaults (PPO: Adam, A2C: RMSprop), whose foreach step is bit for bit their per-tensor one
 FOREACH_OPTIMIZERS = (th.optim.Adam, th.optim.RMSprop)
@@ -57,10 +61,13 @@ class JEPAPolicyMixin(ActorCriticPolicy):
     :param jepa_embedding_norm: a parameter-free normalisation ending the encoder (see
         :data:`sb3_jepa.common.jepa.EMBEDDING_NORMS`), given to every :class:`JEPAFeaturesExtractor` the policy builds
         (the critic's own encoder too, where it has one); None: none
+    :param jepa_reward: add the reward predictor R (``jepa_reward_predictor``, with the predictor's hidden layers),
+        which the algorithm's ``jepa_reward_coef`` trains
     :param kwargs: the base policy's keyword arguments
     """
 
     jepa_target_encoder: nn.Module | None
+    jepa_reward_predictor: JEPARewardPredictor | None
 
     def __init__(
         self,
@@ -68,8 +75,12 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         jepa_target: str = "online",
         predictor_net_arch: Sequence[int] | None = None,
         jepa_embedding_norm: str | None = None,
+        jepa_reward: bool = False,
         **kwargs: Any,
     ):
+        if not isinstance(jepa_reward, (bool, np.bool_)):
+            raise ValueError(f"jepa_reward must be True or False, got {jepa_reward!r}")
+        self.jepa_reward = bool(jepa_reward)
         self.jepa_target = check_target_mode(jepa_target)
         self.jepa_embedding_norm = check_embedding_norm(jepa_embedding_norm)
         self.predictor_net_arch = (
@@ -111,11 +122,18 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         with th.random.fork_rng(devices=[]):
             # The CPU generator only (th.manual_seed would also reseed CUDA's, which fork_rng(devices=[]) leaves alone)
             th.default_generator.manual_seed((th.initial_seed() + _PREDICTOR_SEED_OFFSET) % 2**63)
+            predictor_arch = (
+                default_predictor_arch(self.features_dim) if self.predictor_net_arch is None else self.predictor_net_arch
+            )
             self.jepa_predictor = JEPAPredictor(
-                self.features_dim,
-                self.action_space,
-                default_predictor_arch(self.features_dim) if self.predictor_net_arch is None else self.predictor_net_arch,
-                squash_output=self.squash_output,
+                self.features_dim, self.action_space, predictor_arch, squash_output=self.squash_output
+            )
+            # Seeded on its own, so that adding R changes no other initialisation (W's included)
+            th.default_generator.manual_seed((th.initial_seed() + _REWARD_SEED_OFFSET) % 2**63)
+            self.jepa_reward_predictor = (
+                JEPARewardPredictor(self.features_dim, self.action_space, predictor_arch, squash_output=self.squash_output)
+                if self.jepa_reward
+                else None
             )
         # The optimizer's multi-tensor (foreach) step where the user chose no implementation: the same arithmetic as
         # the per-tensor loop, bit for bit (tests/test_algorithms.py), but one call per group instead of several per
@@ -140,6 +158,7 @@ class JEPAPolicyMixin(ActorCriticPolicy):
             jepa_target=self.jepa_target,
             predictor_net_arch=self.predictor_net_arch,
             jepa_embedding_norm=self.jepa_embedding_norm,
+            jepa_reward=self.jepa_reward,
         )
         return data
 
@@ -270,6 +289,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
     :param jepa_target: see :class:`JEPAPolicyMixin`
     :param predictor_net_arch: see :class:`JEPAPolicyMixin`
     :param jepa_embedding_norm: see :class:`JEPAPolicyMixin`
+    :param jepa_reward: see :class:`JEPAPolicyMixin`
     """
 
     @staticmethod
@@ -303,6 +323,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
         jepa_target: str = "online",
         predictor_net_arch: Sequence[int] | None = None,
         jepa_embedding_norm: str | None = None,
+        jepa_reward: bool = False,
     ):
         if issubclass(features_extractor_class, JEPAFeaturesExtractor):
             features_extractor_kwargs = self._encoder_kwargs(observation_space, features_extractor_kwargs, normalize_images)
@@ -331,6 +352,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
             jepa_target=jepa_target,
             predictor_net_arch=predictor_net_arch,
             jepa_embedding_norm=jepa_embedding_norm,
+            jepa_reward=jepa_reward,
         )
 
     def _encoder_kwargs(

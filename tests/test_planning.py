@@ -13,7 +13,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.torch_layers import FlattenExtractor
 
 from sb3_jepa import A2CJEPA, PPOJEPA
-from sb3_jepa.common.jepa import JEPAPredictor
+from sb3_jepa.common.jepa import JEPAPredictor, JEPARewardPredictor
 from sb3_jepa.planning import METHODS, LatentPlanner
 from sb3_jepa.planning.search import sequence_digits, shift
 
@@ -583,3 +583,100 @@ def test_the_prior_is_refused_where_it_cannot_work():
     sde = PPOJEPA("MlpPolicy", "Pendulum-v1", use_sde=True, device="cpu")
     with pytest.raises(ValueError, match="StateDependentNoiseDistribution"):
         LatentPlanner(sde, prior="policy")
+
+
+class LinearReward(JEPARewardPredictor):
+    """R(z, a) = features(a) . weights + z_weight * z_x"""
+
+    weights: th.Tensor
+
+    def __init__(self, action_space: spaces.Space, weights: list[float], z_weight: float):
+        super().__init__(2, action_space, net_arch=[])
+        self.register_buffer("weights", th.tensor(weights))
+        self.z_weight = z_weight
+
+    def reward(self, z: th.Tensor, action_features: th.Tensor) -> th.Tensor:
+        return action_features @ self.weights + self.z_weight * z[:, 0]
+
+
+def rewarded_model(gamma: float = 0.9, z_weight: float = 0.0) -> PPOJEPA:
+    """
+    valued_model (V(z) = z_x) with a reward predictor paying -a_x (+ z_weight * z_x): with z_weight 0, Two Rooms'
+    shape, V falls toward the reward
+    """
+    model = valued_model()
+    model.gamma = gamma
+    model.policy.jepa_reward_predictor = LinearReward(BOX, [-1.0, 0.0], z_weight)
+    return model
+
+
+def test_return_estimate_worked_example():
+    """
+    The docstring's example of LatentPlanner.value: G = R(z0, a0) + 0.9 R(z1, a1) + 0.81 V(z2), each reward read on
+    the latent its action is taken from (R = -a_x + z_x here, V = z_x)
+    """
+    planner = LatentPlanner(rewarded_model(0.9, z_weight=1.0), horizon=2, seed=0, value_weight=1.0, value_estimate="return")
+    z = th.tensor([[0.5, 0.0]])
+    actions = th.tensor([[[[0.3, 0.1], [-0.2, 0.4]]]])  # (batch 1, candidate 1, horizon 2, 2)
+    latents = th.stack([z + actions[0, 0, 0], z + actions[0, 0, 0] + actions[0, 0, 1]], dim=1)[None]
+    # x: 0.5, then 0.8, then 0.6
+    expected = (-0.3 + 0.5) + 0.9 * (0.2 + 0.8) + 0.81 * 0.6
+    th.testing.assert_close(planner.value(z, actions, latents), th.tensor([[expected]]))
+    terminal = LatentPlanner(rewarded_model(0.9), horizon=2, seed=0, value_weight=1.0)
+    th.testing.assert_close(terminal.value(z, actions, latents), th.tensor([[0.5 + 0.3 - 0.2]]))
+
+
+def test_the_return_estimate_turns_a_falling_value_into_progress():
+    """
+    V = x falls toward the reward (paid for moving -x): the terminal value drives +x, away from it; the return
+    estimate ``sum gamma^t R + gamma^H V`` pays the moves sooner than V takes them back, so it drives -x
+    """
+    start = np.zeros(2, dtype=np.float32)
+    plans = {
+        estimate: LatentPlanner(
+            rewarded_model(0.9),
+            horizon=3,
+            seed=0,
+            value_weight=1.0,
+            distance_weight=0.0,
+            value_estimate=estimate,
+            n_iterations=20,
+        ).plan(start, start)
+        for estimate in ("terminal", "return")
+    }
+    np.testing.assert_allclose(plans["terminal"][:, 0], 1.0, atol=0.05)
+    np.testing.assert_allclose(plans["return"][:, 0], -1.0, atol=0.05)
+
+
+def test_the_return_estimate_is_refused_without_a_reward_predictor_or_a_discount():
+    with pytest.raises(ValueError, match="no reward predictor: train it with jepa_reward_coef > 0"):
+        LatentPlanner(valued_model(), value_weight=1.0, value_estimate="return")
+    with pytest.raises(ValueError, match="value_estimate must be one of"):
+        LatentPlanner(rewarded_model(), value_weight=1.0, value_estimate="q")
+    with pytest.raises(ValueError, match="needs gamma"):
+        LatentPlanner(rewarded_model().policy, value_weight=1.0, value_estimate="return")
+    with pytest.raises(ValueError, match="gamma must be a number in"):
+        LatentPlanner(rewarded_model(), value_weight=1.0, value_estimate="return", gamma=1.5)
+    # The policy alone, with its discount given
+    LatentPlanner(rewarded_model().policy, value_weight=1.0, value_estimate="return", gamma=0.9)
+
+
+def test_return_estimate_plans_on_a_trained_image_model():
+    env = gym.make("TwoRoomsDiscrete-v0")
+    model = PPOJEPA("CnnPolicy", env, n_steps=8, batch_size=8, device="cpu", seed=0, jepa_reward_coef=0.01)
+    model.learn(8)
+    obs, _ = env.reset(seed=0)
+    planner = LatentPlanner(
+        model,
+        horizon=3,
+        seed=0,
+        prior="policy",
+        n_prior_samples=4,
+        value_weight=1.0,
+        value_estimate="return",
+        n_samples=8,
+        n_elites=2,
+        n_iterations=2,
+    )
+    action, _ = planner.predict(obs, env.unwrapped.goal_observation())
+    assert env.action_space.contains(int(action))

@@ -47,11 +47,24 @@ TINY = PlanningSettings(
 
 
 def fake_study(root: Path) -> Path:
-    """A study folder as ``python -m sb3_jepa.study run`` leaves it, holding two briefly trained models"""
+    """
+    A study folder as ``python -m sb3_jepa.study run`` leaves it, holding two briefly trained models (with reward
+    predictors, for planner_prior_return)
+    """
     for config, coef in (("rl_only", 0.0), ("jepa_rl", 0.01)):
         run = root / ENV_ID / config / "seed0"
         (run / "zoo").mkdir(parents=True)
-        model = PPOJEPA("CnnPolicy", ENV_ID, n_steps=16, batch_size=16, n_epochs=1, jepa_coef=coef, seed=0, device="cpu")
+        model = PPOJEPA(
+            "CnnPolicy",
+            ENV_ID,
+            n_steps=16,
+            batch_size=16,
+            n_epochs=1,
+            jepa_coef=coef,
+            jepa_reward_coef=0.01,
+            seed=0,
+            device="cpu",
+        )
         model.learn(16).save(run / "zoo" / "model.zip")
         (run / "summary.json").write_text(json.dumps(dict(algo="ppo_jepa", effective_rank=3.0, embedding_std=0.1)))
     return root
@@ -100,7 +113,7 @@ def test_planning_evaluation_command(study, tmp_path):
     tiny += ["--options", "n_samples:8", "n_elites:2", "n_iterations:1", "--n-prior-samples", "2"]
     done = planning("evaluate", "--study", str(study), "--env", ENV_ID, "--out", str(out), *tiny)
     assert done.returncode == 0, done.stderr
-    assert "2 models: 100% (40/40 episodes)" in done.stdout
+    assert "2 models: 100% (48/48 episodes)" in done.stdout
     rows = read_rows(out / "episodes" / "jepa_rl" / "seed0.csv")
     assert [row["controller"] for row in rows] == [name for name in MODEL_CONTROLLERS for _ in range(4)]
     assert [row["cross_room"] for row in rows[:4]] == ["False", "False", "True", "True"]
@@ -109,9 +122,12 @@ def test_planning_evaluation_command(study, tmp_path):
     errors = read_rows(out / "prediction" / "rl_only" / "seed0.csv")
     assert [int(row["step"]) for row in errors] == [1, 2, 3] and all(float(row["no_change_error"]) > 0 for row in errors)
     report = (out / "report.md").read_text()
-    assert "| configuration | seeds | greedy | stochastic | planner | planner_prior | planner_prior_value |" in report
+    assert (
+        "| configuration | seeds | greedy | stochastic | planner | planner_prior | planner_prior_value | "
+        "planner_prior_return |"
+    ) in report
     assert "| jepa_rl | 1 |" in report and "| rl_only | 1 |" in report and "Random actions on the same pairs" in report
-    assert "| jepa_rl | planner_prior_value |" in report and "| (none) | random |" in report
+    assert "| jepa_rl | planner_prior_return |" in report and "| (none) | random |" in report
     assert "| controller | ms/step | steps |" in report and "k=3: W / no change" in report
     results = read_rows(out / "results.csv")
     assert [(row["config"], row["controller"]) for row in results] == [
@@ -140,7 +156,7 @@ def test_planning_command_refuses_bad_arguments(tmp_path, capsys):
         (["--n-prior-samples", "0"], "--n-prior-samples must be >= 1, got 0"),
         (["--value-weight", "-1"], "--value-weight must be a finite number >= 0, got -1.0"),
         (["--value-weight", "nan"], "--value-weight must be a finite number >= 0, got nan"),
-        (["--value-weight", "0"], "--value-weight must be > 0 with the controller planner_prior_value"),
+        (["--value-weight", "0"], "--value-weight must be > 0 with the controllers ['planner_prior_value', 'planner_"),
         (["--method", "exhaustive"], "--method exhaustive scores every sequence and cannot use the prior of"),
     ):
         with pytest.raises(SystemExit) as exited:
@@ -157,7 +173,7 @@ def test_settings_refuse_bad_controllers():
         (dict(controllers=()), "controllers must be a non-empty selection of"),
         (dict(prior="uniform"), "prior must be one of ('policy',), got 'uniform'"),
         (dict(n_prior_samples=0), "n_prior_samples must be a positive int, got 0"),
-        (dict(value_weight=0.0), "value_weight must be > 0 for the controller planner_prior_value"),
+        (dict(value_weight=0.0), "value_weight must be > 0 for the controllers ['planner_prior_value', 'planner_pr"),
         (dict(value_weight=float("inf")), "value_weight must be a finite number >= 0, got inf"),
         (dict(method="exhaustive"), "sample a prior, which method 'exhaustive' cannot use"),
     ):
@@ -188,6 +204,17 @@ def test_planners_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"x/seed0 \(.*\) cannot run the controller planner_prior_value: value_weight > 0"):
         run_evaluation(TINY, [("x", 0, path, "ppo_jepa")], tmp_path / "out", workers=1, show_progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_return_planner_is_refused_for_a_model_without_reward_predictor(tmp_path):
+    path = tmp_path / "model.zip"
+    PPOJEPA("CnnPolicy", ENV_ID, n_steps=16, batch_size=16, device="cpu").save(path)
+    with pytest.raises(ValueError, match=r"cannot run the controller planner_prior_return: .*no reward predictor.*leave"):
+        run_evaluation(TINY, [("x", 0, path, "ppo_jepa")], tmp_path / "out", workers=1, show_progress=False)
+    assert not (tmp_path / "out").exists()
+    # Without that controller, the same model is evaluated
+    others = replace(TINY, controllers=tuple(name for name in CONTROLLERS if name != "planner_prior_return"))
+    assert run_evaluation(others, [("x", 0, path, "ppo_jepa")], tmp_path / "out", workers=1, show_progress=False) == []
 
 
 def test_normalize_references_are_the_observations_the_controllers_see(study, tmp_path, monkeypatch):
@@ -229,10 +256,11 @@ def test_planner_controllers_keywords(study, monkeypatch):
     assert [controller.name for controller in controllers] == list(MODEL_CONTROLLERS)
     with pytest.raises(ValueError, match=r"names must be some of .* got \['random'\]"):
         model_controllers(PPOJEPA.load(model_path(study), device="cpu"), settings, names=("random",))
-    assert [(k["prior"], k.get("n_prior_samples"), k["value_weight"]) for k in built] == [
-        (None, None, 0.0),
-        ("policy", 3, 0.0),
-        ("policy", 3, 0.5),
+    assert [(k["prior"], k.get("n_prior_samples"), k["value_weight"], k.get("value_estimate")) for k in built] == [
+        (None, None, 0.0, None),
+        ("policy", 3, 0.0, None),
+        ("policy", 3, 0.5, "terminal"),
+        ("policy", 3, 0.5, "return"),
     ]
     for keywords in built:
         assert {key: keywords[key] for key in ("horizon", "method", "cost", "replan_every", "seed", "n_samples")} == dict(
@@ -240,7 +268,7 @@ def test_planner_controllers_keywords(study, monkeypatch):
         )
 
 
-@pytest.mark.parametrize("name", ["stochastic", "planner", "planner_prior_value"])
+@pytest.mark.parametrize("name", ["stochastic", "planner", "planner_prior_value", "planner_prior_return"])
 def test_a_pair_plays_the_same_alone_or_after_others(study, name):
     """Each pair's episode is seeded by the pair: the pairs played before it change nothing"""
     model = PPOJEPA.load(model_path(study), device="cpu")

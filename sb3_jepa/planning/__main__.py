@@ -20,7 +20,14 @@ import os
 import sys
 from pathlib import Path
 
-from sb3_jepa.planning.evaluate import CONTROLLERS, PlanningSettings, find_models, run_evaluation
+from sb3_jepa.planning.evaluate import (
+    CONTROLLERS,
+    PRIOR_PLANNERS,
+    VALUE_PLANNERS,
+    PlanningSettings,
+    find_models,
+    run_evaluation,
+)
 from sb3_jepa.planning.planner import COSTS, METHODS, PRIORS, check_options
 
 
@@ -62,19 +69,21 @@ def _parser() -> argparse.ArgumentParser:
         "--prior",
         default=defaults.prior,
         choices=list(PRIORS),
-        help="where planner_prior and planner_prior_value draw their prior candidates from",
+        help="where the planners with a prior (planner_prior, planner_prior_value, planner_prior_return) draw their "
+        "prior candidates from",
     )
     evaluate.add_argument(
         "--n-prior-samples",
         type=int,
         default=defaults.n_prior_samples,
-        help="prior candidates per search (planner_prior, planner_prior_value)",
+        help="prior candidates per search (planner_prior, planner_prior_value, planner_prior_return)",
     )
     evaluate.add_argument(
         "--value-weight",
         type=float,
         default=defaults.value_weight,
-        help="the weight of the critic's value in planner_prior_value's cost (> 0; the distance's weight is 1)",
+        help="the weight of the value term in the cost of planner_prior_value (the critic's value of the last "
+        "latent) and planner_prior_return (the return estimate) (> 0; the distance's weight is 1)",
     )
     evaluate.add_argument("--normalize", action="store_true", help="distances in units of the per-dimension std")
     evaluate.add_argument("--prediction-horizon", type=int, default=defaults.prediction_horizon)
@@ -105,9 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--max-steps must be >= 1, got {args.max_steps}")
     if not math.isfinite(args.value_weight) or args.value_weight < 0:
         parser.error(f"--value-weight must be a finite number >= 0, got {args.value_weight}")
-    if "planner_prior_value" in args.controllers and args.value_weight == 0:
-        parser.error("--value-weight must be > 0 with the controller planner_prior_value (at 0 it is planner_prior)")
-    with_prior = [name for name in ("planner_prior", "planner_prior_value") if name in args.controllers]
+    valued = [name for name in VALUE_PLANNERS if name in args.controllers]
+    if valued and args.value_weight == 0:
+        parser.error(f"--value-weight must be > 0 with the controllers {valued} (at 0 they are planner_prior)")
+    with_prior = [name for name in PRIOR_PLANNERS if name in args.controllers]
     if args.method == "exhaustive" and with_prior:
         parser.error(
             f"--method exhaustive scores every sequence and cannot use the prior of {with_prior}: choose cem, mppi or "

@@ -8,6 +8,9 @@ seeded set of start/goal pairs (half in the same room, half in opposite rooms), 
   the goal alone (no prior, no value);
 - ``planner_prior``: the same, with candidates sampled from the policy through ``W`` (``prior="policy"``, TD-MPC2);
 - ``planner_prior_value``: the same, and the critic's value of the last predicted latent in the cost;
+- ``planner_prior_return``: the same, with TD-MPC2's return estimate instead (the reward predictor's rewards along
+  the plan and the discounted value of its last latent: ``value_estimate="return"``; models trained with
+  ``jepa_reward_coef > 0``);
 - ``random``: random actions (no model: one run, on the same pairs).
 
 Also the world model's open-loop prediction error against the horizon, next to the "no change" baseline.
@@ -52,9 +55,21 @@ EPISODE_FIELDS = (
     "ms_per_step",
 )
 #: The controllers, in the order they run and are reported (see the module)
-CONTROLLERS = ("greedy", "stochastic", "planner", "planner_prior", "planner_prior_value", "random")
+CONTROLLERS = (
+    "greedy",
+    "stochastic",
+    "planner",
+    "planner_prior",
+    "planner_prior_value",
+    "planner_prior_return",
+    "random",
+)
 #: The controllers that plan with the latent planner
-PLANNERS = ("planner", "planner_prior", "planner_prior_value")
+PLANNERS = ("planner", "planner_prior", "planner_prior_value", "planner_prior_return")
+#: The planners that sample the policy prior
+PRIOR_PLANNERS = ("planner_prior", "planner_prior_value", "planner_prior_return")
+#: The planners with a value term, and its estimate (see :data:`~sb3_jepa.planning.planner.VALUE_ESTIMATES`)
+VALUE_PLANNERS = {"planner_prior_value": "terminal", "planner_prior_return": "return"}
 #: The controllers run once per model (``random`` needs no model: it runs once)
 MODEL_CONTROLLERS = tuple(name for name in CONTROLLERS if name != "random")
 
@@ -87,10 +102,11 @@ class PlanningSettings:
     :param prediction_horizon: steps of the open-loop prediction error
     :param max_steps: the episode length (the environment's time limit when None)
     :param controllers: the controllers to run, some of :data:`CONTROLLERS` (kept in that order, once each)
-    :param prior: the prior of ``planner_prior`` and ``planner_prior_value``, one of the planner's
+    :param prior: the prior of the planners of :data:`PRIOR_PLANNERS`, one of the planner's
         :data:`~sb3_jepa.planning.planner.PRIORS`
     :param n_prior_samples: their prior candidates per search
-    :param value_weight: the weight of the critic's value in ``planner_prior_value``'s cost (> 0)
+    :param value_weight: the weight of the value term in the cost of the planners of :data:`VALUE_PLANNERS` (> 0;
+        the distance's weight is 1)
     """
 
     env_id: str = "TwoRoomsDiscrete-v0"
@@ -121,12 +137,13 @@ class PlanningSettings:
             raise ValueError(f"prior must be one of {PRIORS}, got {self.prior!r}")
         check_positive_int("n_prior_samples", self.n_prior_samples)
         check_finite_nonnegative("value_weight", self.value_weight)
-        if "planner_prior_value" in self.controllers and not self.value_weight > 0:
+        valued = [name for name in VALUE_PLANNERS if name in self.controllers]
+        if valued and not self.value_weight > 0:
             raise ValueError(
-                f"value_weight must be > 0 for the controller planner_prior_value (at 0 it is planner_prior), got "
+                f"value_weight must be > 0 for the controllers {valued} (at 0 they are planner_prior), got "
                 f"{self.value_weight!r}"
             )
-        prior_controllers = [name for name in ("planner_prior", "planner_prior_value") if name in self.controllers]
+        prior_controllers = [name for name in PRIOR_PLANNERS if name in self.controllers]
         if self.method == "exhaustive" and prior_controllers:
             raise ValueError(
                 f"the controllers {prior_controllers} sample a prior, which method 'exhaustive' cannot use (it scores "
@@ -292,10 +309,10 @@ def planner_keywords(settings: PlanningSettings, controller: str) -> dict[str, A
         value_weight=0.0,
         **settings.options,
     )
-    if controller in ("planner_prior", "planner_prior_value"):
+    if controller in PRIOR_PLANNERS:
         keywords.update(prior=settings.prior, n_prior_samples=settings.n_prior_samples)
-    if controller == "planner_prior_value":
-        keywords.update(value_weight=float(settings.value_weight))
+    if controller in VALUE_PLANNERS:
+        keywords.update(value_weight=float(settings.value_weight), value_estimate=VALUE_PLANNERS[controller])
     return keywords
 
 
@@ -586,7 +603,10 @@ def check_planners(task: ModelTask) -> None:
         try:
             make_planner(model, task.settings, name)
         except ValueError as refused:
-            raise ValueError(f"{task.key()} ({task.path}) cannot run the controller {name}: {refused}") from refused
+            raise ValueError(
+                f"{task.key()} ({task.path}) cannot run the controller {name}: {refused} (or leave {name} out of "
+                "--controllers)"
+            ) from refused
 
 
 def run_evaluation(

@@ -5,19 +5,22 @@ sequences, and keep the sequence with the best score.
 
 The score of a candidate (lower is better; :meth:`LatentPlanner.objective`)::
 
-    cost = distance_weight * D / s_D - value_weight * V(z_H) / s_V
+    cost = distance_weight * D / s_D - value_weight * G / s_G
 
 - ``D``: the squared distance of the predicted latents to the goal's embedding, summed over the horizon (``cost=
   "sum"``, PLDM) or at its last step (``"final"``), in the space ``W`` was trained to predict in (see
   :mod:`~sb3_jepa.planning.world_model`), optionally per dimension in units of a reference spread;
-- ``V(z_H)``: the critic's value of the last predicted latent (TD-MPC2's terminal value; there is no reward head:
-  with one discount for every candidate, ``gamma^H`` changes no ranking, so it is left out);
-  The critic's value ranks plans toward a goal only where it rises toward the goal: on Two Rooms, whose RL reward is
-  shaped by the geodesic distance (the reward of a step is the distance it gains), ``V`` measures the reward still
-  to collect and *falls* as the agent nears the goal (measured on a trained PPO model: 14.4 at 20 px, 8.4 at the
-  goal), so the terminal value alone steers away from it; TD-MPC2 adds the predicted rewards along the plan (a
-  reward head, which this package does not train);
-- ``s_D``, ``s_V``: when both terms are on, each one's spread (std) over the first scored candidates of the search,
+- ``G``: the value of the plan, one of :data:`VALUE_ESTIMATES`:
+
+  - ``"terminal"``: ``V(z_H)``, the critic's value of the last predicted latent (with one discount for every
+    candidate, ``gamma^H`` changes no ranking, so it is left out). It ranks plans toward a goal only where ``V``
+    rises toward the goal: on Two Rooms, whose RL reward is shaped by the geodesic distance (the reward of a step is
+    the distance it gains), ``V`` measures the reward still to collect and *falls* as the agent nears the goal
+    (measured on a trained PPO model: 14.4 at 20 px, 8.4 at the goal), so the terminal value alone steers away;
+  - ``"return"``: TD-MPC2's estimate ``sum_{t<H} gamma^t R(z_t, a_t) + gamma^H V(z_H)``, with the reward predictor
+    ``R`` (models trained with ``jepa_reward_coef > 0``) on ``z_0 = E(s)`` and the predicted latents. Under a
+    shaped reward the rewards collected along the plan make up for the value it leaves behind;
+- ``s_D``, ``s_G``: when both terms are on, each one's spread (std) over the first scored candidates of the search,
   so that the two weights are unit-free; with one term on, no division (the cost of 0.4.0 when ``value_weight=0``).
 
 With ``prior="policy"``, ``n_prior_samples`` trajectories are drawn from the actor on the predicted latents and
@@ -40,12 +43,14 @@ from sb3_jepa.common.utils import check_choice, check_finite_nonnegative, check_
 from sb3_jepa.planning.search import METHOD_DEFAULTS, METHODS, Candidates, Objective, Search, check_options, shift
 from sb3_jepa.planning.world_model import WorldModel
 
-__all__ = ["COSTS", "METHODS", "METHOD_DEFAULTS", "PRIORS", "LatentPlanner", "check_options"]
+__all__ = ["COSTS", "METHODS", "METHOD_DEFAULTS", "PRIORS", "VALUE_ESTIMATES", "LatentPlanner", "check_options"]
 
 #: What the distance adds up: the distance to the goal at every predicted step (PLDM), or at the last one only
 COSTS = ("sum", "final")
 #: Where prior candidates come from: the policy's actor on the predicted latents (TD-MPC2)
 PRIORS = ("policy",)
+#: What the value term ``G`` of the cost is: the critic's value of the last latent, or TD-MPC2's return estimate
+VALUE_ESTIMATES = ("terminal", "return")
 #: A reference dimension whose spread is below this fraction of the embedding's RMS spread is dead (left out)
 DEAD_DIMENSION = 1e-3
 
@@ -73,6 +78,9 @@ class LatentPlanner:
     :param value_weight: the weight of the critic's value in the cost (0: no value); needs a critic that reads the
         actor's embedding (CnnPolicy; MlpPolicy with ``share_features_extractor=True``)
     :param distance_weight: the weight of the latent distance to the goal (0: the value alone)
+    :param value_estimate: one of :data:`VALUE_ESTIMATES`: ``"return"`` needs a model trained with a reward
+        predictor (``jepa_reward_coef > 0``)
+    :param gamma: the discount of ``value_estimate="return"`` (None: the model's ``gamma``; needed for a bare policy)
     :param jepa_loss: the loss ``W`` was trained with (None: the model's, ``"mse"`` for a bare policy)
     :param options: the method's options, see :data:`METHOD_DEFAULTS`: ``n_samples``, ``n_iterations``,
         ``n_elites`` (cem), ``temperature`` (mppi), ``init_std`` and ``min_std`` (Gaussian std in units of the
@@ -93,6 +101,8 @@ class LatentPlanner:
         n_prior_samples: int = 24,
         value_weight: float = 0.0,
         distance_weight: float = 1.0,
+        value_estimate: str = "terminal",
+        gamma: float | None = None,
         jepa_loss: str | None = None,
         **options: Any,
     ):
@@ -104,6 +114,14 @@ class LatentPlanner:
         self.n_prior_samples = check_positive_int("n_prior_samples", n_prior_samples)
         self.value_weight = check_finite_nonnegative("value_weight", value_weight)
         self.distance_weight = check_finite_nonnegative("distance_weight", distance_weight)
+        self.value_estimate = check_choice("value_estimate", value_estimate, VALUE_ESTIMATES)
+        if gamma is None:
+            gamma = getattr(model, "gamma", None)
+        if gamma is None and self.value_estimate == "return":
+            raise ValueError("value_estimate='return' needs gamma: pass it (the model's), or pass the model, not its policy")
+        if gamma is not None and not (isinstance(gamma, (int, float)) and 0.0 < gamma <= 1.0):
+            raise ValueError(f"gamma must be a number in (0, 1], got {gamma!r}")
+        self.gamma = None if gamma is None else float(gamma)
         if self.value_weight == 0 and self.distance_weight == 0:
             raise ValueError("value_weight and distance_weight are both 0: the cost would be 0 for every plan")
         if self.prior is not None and method == "exhaustive":
@@ -117,6 +135,8 @@ class LatentPlanner:
             self.world.check_pi()
         if self.value_weight > 0:
             self.world.check_V()
+            if self.value_estimate == "return":
+                self.world.check_R()
         if isinstance(model, BaseAlgorithm) and _predictor_never_trained(model):
             warnings.warn(
                 "This model was trained with jepa_coef=0: its predictor W never learned and plans through it are "
@@ -202,7 +222,7 @@ class LatentPlanner:
             if self.distance_weight > 0:
                 terms.append(self.distance_weight * self.distance(latents, z_goal[:, None, None]))
             if self.value_weight > 0:
-                terms.append(-self.value_weight * self.world.V(self.world.readout(latents[:, :, -1], z[:, None])))
+                terms.append(-self.value_weight * self.value(z, features, latents))
             if not both:
                 return terms[0]
             if not scales:  # each term's spread over the first candidates scored, fixed for the whole search
@@ -210,6 +230,34 @@ class LatentPlanner:
             return terms[0] / scales[0] + terms[1] / scales[1]
 
         return cost
+
+    def value(self, z: th.Tensor, features: th.Tensor, latents: th.Tensor) -> th.Tensor:
+        """
+        The value term ``G`` of candidates (see the module), read by the actor's and the critic's heads (and ``R``) on
+        :meth:`~sb3_jepa.planning.world_model.WorldModel.readout` of the latents.
+
+        Example (``"return"``, horizon 2, gamma 0.9): latents ``z_1 = W(z_0, a_0)``, ``z_2 = W(z_1, a_1)``; ``G =
+        R(z_0, a_0) + 0.9 R(z_1, a_1) + 0.81 V(z_2)``: the reward of each action is read on the latent it is taken
+        from, ``z_0`` being the start's own embedding.
+
+        :param z: start embeddings, shape ``(batch, dim(z))``
+        :param features: the candidates' encoded actions, shape ``(batch, n, horizon, action_dim)``
+        :param latents: their predicted latents ``z_1..z_H``, shape ``(batch, n, horizon, dim(z))``
+        :return: ``G``, shape ``(batch, n)``
+        """
+        start = z[:, None, None]  # (batch, 1, 1, dim)
+        terminal = self.world.V(self.world.readout(latents[:, :, -1], start[:, :, 0]))
+        if self.value_estimate == "terminal":
+            return terminal
+        assert self.gamma is not None
+        batch, n, horizon = features.shape[:3]
+        # z_t, the latent each action a_t is taken from: z_0 then the predictions z_1..z_{H-1}
+        before = th.cat([start.expand(batch, n, 1, -1), latents[:, :, :-1]], dim=2)
+        rewards = self.world.R(self.world.readout(before, start).flatten(0, 2), features.flatten(0, 2)).unflatten(
+            0, (batch, n, horizon)
+        )
+        discounts = self.gamma ** th.arange(horizon + 1, device=z.device, dtype=rewards.dtype)
+        return (rewards * discounts[:horizon]).sum(dim=-1) + discounts[horizon] * terminal
 
     def prior_candidates(self, z: th.Tensor) -> Candidates:
         """

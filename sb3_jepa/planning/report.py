@@ -30,7 +30,9 @@ DESCRIPTIONS = {
     "stochastic": "the trained policy, sampling",
     "planner": "the latent planner, distance to the goal only",
     "planner_prior": "the planner with policy samples among its candidates",
-    "planner_prior_value": "the planner with policy samples and the critic's value in its cost",
+    "planner_prior_value": "the planner with policy samples and the critic's value of its last latent in its cost",
+    "planner_prior_return": "the planner with policy samples and TD-MPC2's return estimate (predicted rewards and "
+    "the discounted value of the last latent) in its cost",
     "random": "random actions (no model; one run on the same pairs)",
 }
 #: ``(name, cross_room)``: all pairs, the same-room ones, the cross-room ones
@@ -217,7 +219,8 @@ def write_report(out: Path, study: Path | None = None) -> Path:
         f"Controllers: {described}. Planner: `{settings['method']}`, horizon {settings['horizon']}, replanning every "
         f"{settings['replan_every']} steps, cost `{settings['cost']}`, options {settings['options']}, normalised "
         f"distances: {settings['normalize']}; prior `{settings['prior']}` with {settings['n_prior_samples']} samples "
-        f"(planner_prior, planner_prior_value), value weight {settings['value_weight']} (planner_prior_value). "
+        f"(planner_prior, planner_prior_value, planner_prior_return), value weight {settings['value_weight']} "
+        "(planner_prior_value, planner_prior_return). "
         f"Every episode is seeded by its pair. Success: the agent within 4.5 px of the goal (the episode ends there); "
         f"else the final distance is read {limit}. Intervals: 95% bootstrap over training seeds and, shared by the "
         f"seeds, pairs ({BOOTSTRAP_REPS} repetitions).",

@@ -1,6 +1,7 @@
 """
-The world model a planner searches through, with TD-MPC2's names: ``encode`` (E), ``next`` (W), ``pi`` (the actor)
-and ``V`` (the critic), all read off a trained A2CJEPA/PPOJEPA policy; nothing here is trained.
+The world model a planner searches through, with TD-MPC2's names: ``encode`` (E), ``next`` (W), ``R`` (the reward
+predictor, where the model was trained with ``jepa_reward_coef > 0``), ``pi`` (the actor) and ``V`` (the critic), all
+read off a trained A2CJEPA/PPOJEPA policy; nothing here is trained.
 
 The space a plan is measured in is the one ``W`` was trained to predict in (:meth:`WorldModel.target` and
 :meth:`WorldModel.compared`):
@@ -198,6 +199,22 @@ class WorldModel:
         if isinstance(space, spaces.Discrete):
             return indices[0] + int(space.start)
         return th.stack(indices, dim=-1) + self._starts
+
+    def check_R(self) -> None:
+        """Refuse a policy without a reward predictor"""
+        if getattr(self.policy, "jepa_reward_predictor", None) is None:
+            raise ValueError(
+                "value_estimate='return' adds the predicted rewards along the plan, but this model has no reward "
+                "predictor: train it with jepa_reward_coef > 0 (e.g. 0.01), or plan with value_estimate='terminal'"
+            )
+
+    def R(self, z: th.Tensor, action_features: th.Tensor) -> th.Tensor:
+        """
+        :param z: embeddings (or :meth:`readout` of predicted latents), shape ``(n, dim)``
+        :param action_features: encoded actions, shape ``(n, action_dim)``
+        :return: the predicted reward of each action, shape ``(n,)`` (see :meth:`check_R`)
+        """
+        return self.policy.jepa_reward_predictor.reward(z, action_features)
 
     def V(self, z: th.Tensor) -> th.Tensor:
         """

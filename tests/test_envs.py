@@ -15,7 +15,9 @@ from stable_baselines3.common.vec_env import VecFrameStack
 from sb3_jepa import PPOJEPA, SmallImageCNN
 from sb3_jepa.envs import (
     DISTRACTOR_CARTPOLE_IDS,
+    DISTRACTOR_TWO_ROOMS_IDS,
     PIXEL_CARTPOLE_ID,
+    TWO_ROOMS_DISCRETE_ID,
     TWO_ROOMS_ID,
     TWO_ROOMS_STEPS,
     DistractorCartPoleEnv,
@@ -409,3 +411,98 @@ def test_distractor_cartpole_refuses_bad_settings():
     assert gym.make("CartPoleDistractorsNoise-v1", n_distractors=3).observation_space.shape == (7,)
     np.testing.assert_allclose(rotation_dynamics(3, 0)[2], [0, 0, 1])
     assert np.allclose(rotation_dynamics(4, 0) @ rotation_dynamics(4, 0).T, np.eye(4))  # rotations keep the norm
+
+
+def play_two_rooms(env_id: str, seed: int, actions: list[int]) -> tuple[list[np.ndarray], list[dict], list[float]]:
+    env = gym.make(env_id)
+    obs, info = env.reset(seed=seed)
+    observations, infos, rewards = [obs], [info], []
+    for action in actions:
+        obs, reward, terminated, _, info = env.step(action)
+        observations.append(obs), infos.append(info), rewards.append(reward)
+        if terminated:
+            break
+    return observations, infos, rewards
+
+
+@pytest.mark.parametrize("env_id, kind", sorted(DISTRACTOR_TWO_ROOMS_IDS.items()))
+def test_two_rooms_distractors_leave_the_task_as_it_is(env_id, kind):
+    """The same seed and actions: the same agent, goal, rewards and three first channels as TwoRoomsDiscrete-v0"""
+    actions = list(np.random.default_rng(0).integers(9, size=60))
+    plain, with_distractors = play_two_rooms(TWO_ROOMS_DISCRETE_ID, 3, actions), play_two_rooms(env_id, 3, actions)
+    assert plain[2] == with_distractors[2]
+    for obs, distracted in zip(plain[0], with_distractors[0], strict=True):
+        assert distracted.shape == (64, 64, 4)
+        np.testing.assert_array_equal(distracted[..., :3], obs)
+    for info, distracted in zip(plain[1], with_distractors[1], strict=True):
+        np.testing.assert_array_equal(distracted["state"][:4], info["state"])
+        np.testing.assert_array_equal(distracted["state"][4:], distracted["distractor_state"])
+        assert "distractor_state" not in info and len(distracted["distractor_state"]) == 4  # 2 dots
+
+
+@pytest.mark.parametrize("env_id, kind", sorted(DISTRACTOR_TWO_ROOMS_IDS.items()))
+def test_two_rooms_distractors_ignore_the_actions_and_follow_their_motion(env_id, kind):
+    rng = np.random.default_rng(1)
+    runs = [play_two_rooms(env_id, 5, list(rng.integers(9, size=150))) for _ in range(2)]
+    length = min(len(runs[0][1]), len(runs[1][1]))
+    tracks = [np.array([info["distractor_state"] for info in run[1][:length]]).reshape(length, 2, 2) for run in runs]
+    assert runs[0][1][length - 1]["state"][:2].tolist() != runs[1][1][length - 1]["state"][:2].tolist()
+    np.testing.assert_array_equal(tracks[0], tracks[1])  # other actions, the same distractors
+    track = tracks[0]
+    low, high = 2.0, 62.0  # inside the border
+    assert track.min() >= low and track.max() <= high
+    steps = np.linalg.norm(np.diff(track, axis=0), axis=2)
+    assert steps.max() <= 2.45 + 1e-5
+    if kind == "predictable":
+        # Constant speed, straight lines between bounces: where no coordinate was reflected, the move repeats
+        far = ((track[1:-1] > low + 2.5) & (track[1:-1] < high - 2.5)).all(axis=2)
+        moves = np.diff(track, axis=0)
+        np.testing.assert_allclose(moves[1:][far], moves[:-1][far], atol=1e-4)
+        np.testing.assert_allclose(steps[1:][far], 2.45, atol=1e-4)
+    else:
+        # A random walk: its moves vary in length and do not repeat
+        assert steps.std() > 0.3 and not np.allclose(np.diff(track, axis=0)[1:], np.diff(track, axis=0)[:-1])
+    other_seed = play_two_rooms(env_id, 6, [0] * 5)[1]
+    assert not np.allclose(other_seed[0]["distractor_state"], track[0].ravel())
+
+
+def test_two_rooms_distractor_channel_draws_the_dots():
+    env = gym.make("TwoRoomsDiscreteDistractorsNoise-v0").unwrapped
+    obs, info = env.reset(seed=0)
+    grid = np.arange(64) + 0.5
+    dots = []
+    for x, y in info["distractor_state"].reshape(2, 2):
+        column, row = np.exp(-((grid - x) ** 2) / (2 * 1.3**2)), np.exp(-((grid - y) ** 2) / (2 * 1.3**2))
+        dots.append(np.round(255 * np.outer(row, column)))
+    np.testing.assert_array_equal(obs[..., 3], np.max(dots, axis=0).astype(np.uint8))
+    # The goal observation shows the distractors where they are now
+    np.testing.assert_array_equal(env.goal_observation()[..., 3], obs[..., 3])
+
+
+def test_two_rooms_reflection_worked_example():
+    """The docstring's example of TwoRoomsEnv._reflect (64 px, arena [2, 62])"""
+    env = TwoRoomsEnv(distractors="predictable")
+    positions, velocities = env._reflect(np.array([[63.5, 1.0]]), np.array([[2.0, -1.0]]))
+    np.testing.assert_allclose(positions, [[60.5, 3.0]])
+    np.testing.assert_allclose(velocities, [[-2.0, 1.0]])
+
+
+def test_two_rooms_distractors_refuse_bad_settings():
+    with pytest.raises(ValueError, match=r"distractors must be None or one of \('predictable', 'noise'\)"):
+        TwoRoomsEnv(distractors="bouncing")
+    with pytest.raises(ValueError, match="n_distractors must be an integer >= 1"):
+        TwoRoomsEnv(distractors="noise", n_distractors=0)
+    check_env(TwoRoomsEnv(discrete=True, distractors="noise", n_distractors=3))
+
+
+@pytest.mark.parametrize("algo", ["a2c_jepa", "ppo_jepa"])
+def test_distractor_testbeds_have_the_zoo_settings_of_their_task(algo):
+    import yaml
+
+    from sb3_jepa.zoo import config_path
+
+    entries = yaml.safe_load(config_path(algo).read_text())
+    for env_id in DISTRACTOR_TWO_ROOMS_IDS:
+        assert entries[env_id] == entries[TWO_ROOMS_DISCRETE_ID], env_id
+    for env_id in DISTRACTOR_CARTPOLE_IDS:
+        assert entries[env_id] == entries["CartPole-v1"], env_id

@@ -5,6 +5,9 @@ Pixel testbeds, registered as gymnasium ids when ``sb3_jepa`` is imported:
   RGB, ``size=`` for another resolution). Stack frames with ``VecFrameStack``.
 - ``TwoRooms-v0`` and ``TwoRoomsDiscrete-v0``: PLDM's goal-reaching task from 64x64 pixels (agent, walls and goal
   channels), with 2-D displacement or 9 discrete actions, 200-step episodes (see :mod:`sb3_jepa.envs.two_rooms`).
+- ``TwoRoomsDiscreteDistractorsPredictable-v0`` and ``TwoRoomsDiscreteDistractorsNoise-v0``: TwoRoomsDiscrete-v0
+  with 2 distractor dots in a fourth channel, bouncing at constant speed or random-walking (see
+  :mod:`sb3_jepa.envs.two_rooms`).
 - ``CartPoleDistractorsPredictable-v1`` and ``CartPoleDistractorsNoise-v1``: CartPole-v1 with 8 appended dimensions
   the reward never depends on, moving as a fixed linear system or drawn as i.i.d. noise (``n_distractors=`` for
   another count; see :mod:`sb3_jepa.envs.distractors`).
@@ -25,6 +28,10 @@ TWO_ROOMS_DISCRETE_ID = "TwoRoomsDiscrete-v0"
 TWO_ROOMS_STEPS = 200
 #: The distractor testbeds: id -> kind
 DISTRACTOR_CARTPOLE_IDS = {"CartPoleDistractorsPredictable-v1": "predictable", "CartPoleDistractorsNoise-v1": "noise"}
+DISTRACTOR_TWO_ROOMS_IDS = {
+    "TwoRoomsDiscreteDistractorsPredictable-v0": "predictable",
+    "TwoRoomsDiscreteDistractorsNoise-v0": "noise",
+}
 
 
 #: Every testbed: (id, entry point, episode limit, reward threshold, keyword arguments)
@@ -35,6 +42,10 @@ _TESTBEDS: tuple[tuple[str, str, int, float | None, dict], ...] = (
     *(
         (env_id, "sb3_jepa.envs.distractors:DistractorCartPoleEnv", 500, 475.0, dict(kind=kind))
         for env_id, kind in DISTRACTOR_CARTPOLE_IDS.items()
+    ),
+    *(
+        (env_id, "sb3_jepa.envs.two_rooms:TwoRoomsEnv", TWO_ROOMS_STEPS, None, dict(discrete=True, distractors=kind))
+        for env_id, kind in DISTRACTOR_TWO_ROOMS_IDS.items()
     ),
 )
 
@@ -60,6 +71,7 @@ def register_envs() -> None:
 
 __all__ = [
     "DISTRACTOR_CARTPOLE_IDS",
+    "DISTRACTOR_TWO_ROOMS_IDS",
     "PIXEL_CARTPOLE_ID",
     "TWO_ROOMS_DISCRETE_ID",
     "TWO_ROOMS_ID",

@@ -33,6 +33,15 @@ first part's end is not free, the agent stays. So:
 
 The models trained here and the published results use exactly these dynamics, so they are kept as they are.
 
+Distractors (``distractors="predictable"`` or ``"noise"``, the issue-20 simplicity testbeds): ``n_distractors`` more
+Gaussian dots, drawn in a fourth channel of their own (the agent, walls and goal channels stay exactly as without
+them), which the reward and the agent's moves never depend on and which pass over the walls:
+
+- ``predictable``: each dot bounces at a constant speed of ``max_step`` per step inside the arena's border (its
+  direction drawn at reset, reflected at the border): deterministic motion, predictable from two frames;
+- ``noise``: each dot takes an independent random step of up to ``max_step`` per step (uniform in the disc), kept in
+  the arena by reflection: a random walk no action influences.
+
 Reward (the RL task; the planner never sees it): the decrease of the geodesic distance to the goal (the shortest
 path through the door when start and goal are in opposite rooms), in units of the largest move, plus
 :data:`SUCCESS_BONUS` when the goal is reached, which ends the episode. A dense, shaped reward keeps a PPO run within
@@ -55,13 +64,16 @@ MIN_SIZE = 17
 SUCCESS_BONUS = 10.0
 #: What ``reset(options={"layout": ...})`` accepts: start and goal in the same room, in opposite rooms, or either
 LAYOUTS = ("same", "cross", "any")
+#: How distractor dots move (see the module docstring)
+DISTRACTOR_MOTIONS = ("predictable", "noise")
 
 
 class TwoRoomsEnv(Env):
     """
     The pixel Two Rooms task: reach the goal dot, through the door when it is in the other room.
 
-    ``info`` has ``state`` (``[x, y, goal_x, goal_y]``, the true positions, for probes and planning evaluation),
+    ``info`` has ``state`` (``[x, y, goal_x, goal_y]``, the true positions, for probes and planning evaluation, then
+    ``[x, y]`` of each distractor dot when there are any, whose positions alone are also ``distractor_state``),
     ``distance`` (straight-line, px), ``is_success`` and ``cross_room``. ``goal_observation()`` is the image with the
     agent at the goal (what a goal-conditioned planner encodes as its target).
 
@@ -79,6 +91,9 @@ class TwoRoomsEnv(Env):
     :param door_width: the door's height in pixels (at ``size=64``); rounded to whole rows, it must leave the door
         at least one row and the middle wall at least one row above and one below it
     :param render_mode: gymnasium's render mode (``"rgb_array"`` returns the observation)
+    :param distractors: None, or how distractor dots move, one of :data:`DISTRACTOR_MOTIONS`: they are drawn in a
+        fourth channel (the observation then has 4 channels)
+    :param n_distractors: the distractor dots (>= 1; only with ``distractors``)
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
@@ -93,6 +108,8 @@ class TwoRoomsEnv(Env):
         success_distance: float = 4.5,
         door_width: float = 10.0,
         render_mode: str | None = None,
+        distractors: str | None = None,
+        n_distractors: int = 2,
     ):
         if not isinstance(size, int) or size < MIN_SIZE:
             raise ValueError(
@@ -108,6 +125,11 @@ class TwoRoomsEnv(Env):
             raise ValueError(f"door_width must be in (0, 60) (pixels at size 64), got {door_width!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        if distractors not in (None, *DISTRACTOR_MOTIONS):
+            raise ValueError(f"distractors must be None or one of {DISTRACTOR_MOTIONS}, got {distractors!r}")
+        if isinstance(n_distractors, bool) or not isinstance(n_distractors, (int, np.integer)) or n_distractors < 1:
+            raise ValueError(f"n_distractors must be an integer >= 1, got {n_distractors!r}")
+        self.distractors, self.n_distractors = distractors, int(n_distractors) if distractors else 0
         self.size, self.discrete, self.layout, self.render_mode = size, discrete, layout, render_mode
         scale = size / 64
         self.max_step = max_step * scale
@@ -139,7 +161,7 @@ class TwoRoomsEnv(Env):
         self.walls = walls
         self._walls_channel = np.where(walls, 255, 0).astype(np.uint8)
         self._grid = np.arange(size) + 0.5  # pixel centres
-        self.observation_space = spaces.Box(0, 255, (size, size, 3), dtype=np.uint8)
+        self.observation_space = spaces.Box(0, 255, (size, size, 4 if distractors else 3), dtype=np.uint8)
         self.action_space: spaces.Space
         if discrete:
             self.action_space = spaces.Discrete(9)
@@ -152,6 +174,10 @@ class TwoRoomsEnv(Env):
         self.goal = np.zeros(2)
         self._geodesic = 0.0
         self._goal_channel = np.zeros((size, size), dtype=np.uint8)
+        # The distractor dots: positions (x, y) and, for the predictable ones, velocities, in pixels
+        self.distractor_positions = np.zeros((self.n_distractors, 2))
+        self.distractor_velocities = np.zeros((self.n_distractors, 2))
+        self._distractor_rng = np.random.default_rng(0)
 
     # -- geometry ---------------------------------------------------------------------------------------------------
 
@@ -231,10 +257,17 @@ class TwoRoomsEnv(Env):
         return np.round(255 * np.outer(row, column)).astype(np.uint8)
 
     def _image(self, agent: np.ndarray) -> np.ndarray:
-        return np.stack([self._dot(agent), self._walls_channel, self._goal_channel], axis=2)
+        channels = [self._dot(agent), self._walls_channel, self._goal_channel]
+        if self.distractors:
+            # Overlapping dots: the brighter one shows (as one dot over another would)
+            channels.append(np.max([self._dot(position) for position in self.distractor_positions], axis=0))
+        return np.stack(channels, axis=2)
 
     def goal_observation(self) -> np.ndarray:
-        """:return: the observation the agent would see standing on the goal (the planner's target)"""
+        """
+        :return: the observation the agent would see standing on the goal (the planner's target), the distractors
+            where they are now
+        """
         return self._image(self.goal)
 
     def observation_at(self, position: np.ndarray) -> np.ndarray:
@@ -245,12 +278,52 @@ class TwoRoomsEnv(Env):
 
     def _info(self) -> dict[str, Any]:
         distance = float(np.linalg.norm(self.goal - self.position))
-        return dict(
-            state=np.concatenate([self.position, self.goal]).astype(np.float32),
+        info = dict(
+            state=np.concatenate([self.position, self.goal, self.distractor_positions.ravel()]).astype(np.float32),
             distance=distance,
             is_success=distance < self.success_distance,
             cross_room=self.room(self.position) != self.room(self.goal),
         )
+        if self.distractors:
+            info["distractor_state"] = self.distractor_positions.ravel().astype(np.float32)
+        return info
+
+    # -- distractors ------------------------------------------------------------------------------------------------
+
+    def _arena(self) -> tuple[float, float]:
+        """:return: the lowest and highest coordinate a distractor dot's centre takes (inside the border)"""
+        return float(self.border), float(self.size - self.border)
+
+    def _reflect(self, positions: np.ndarray, velocities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """
+        Fold positions back into the arena, mirrored at its edges, and flip the velocity of each axis folded.
+
+        Example (64 px, arena [2, 62]): x = 63.5 with velocity +2 becomes x = 60.5 with velocity -2; x = 1 becomes 3.
+        """
+        low, high = self._arena()
+        below, above = positions < low, positions > high
+        positions = np.where(below, 2 * low - positions, np.where(above, 2 * high - positions, positions))
+        return positions, np.where(below | above, -velocities, velocities)
+
+    def _start_distractors(self) -> None:
+        # Their own generator, drawn from the episode's: the same seed gives the same distractors, and their motion
+        # draws nothing from the generator of starts and goals
+        self._distractor_rng = np.random.default_rng(int(self.np_random.integers(2**63)))
+        low, high = self._arena()
+        self.distractor_positions = self._distractor_rng.uniform(low, high, size=(self.n_distractors, 2))
+        angles = self._distractor_rng.uniform(0, 2 * np.pi, size=self.n_distractors)
+        self.distractor_velocities = self.max_step * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+
+    def _move_distractors(self) -> None:
+        if self.distractors == "predictable":
+            moves = self.distractor_velocities
+        else:  # noise: uniform in the disc of radius max_step
+            angles = self._distractor_rng.uniform(0, 2 * np.pi, size=self.n_distractors)
+            radii = self.max_step * np.sqrt(self._distractor_rng.uniform(0, 1, size=self.n_distractors))
+            moves = radii[:, None] * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        self.distractor_positions, velocities = self._reflect(self.distractor_positions + moves, moves)
+        if self.distractors == "predictable":
+            self.distractor_velocities = velocities
 
     def _draw(self, room: int) -> np.ndarray:
         low, high = self.room_bounds(room)
@@ -285,6 +358,8 @@ class TwoRoomsEnv(Env):
                 if np.linalg.norm(goal - start) >= 2 * self.success_distance:
                     break
         self.position, self.goal = start, goal
+        if self.distractors:
+            self._start_distractors()
         self._geodesic = self.geodesic_distance(start, goal)  # the next step's "before"
         self._goal_channel = self._dot(goal)
         return self._image(self.position), self._info()
@@ -296,6 +371,8 @@ class TwoRoomsEnv(Env):
         """
         before = self._geodesic
         self.position = self.move(self.position, self.displacement(action))
+        if self.distractors:
+            self._move_distractors()
         after = self._geodesic = self.geodesic_distance(self.position, self.goal)
         info = self._info()
         reward = (before - after) / self.max_step + (SUCCESS_BONUS if info["is_success"] else 0.0)

@@ -419,7 +419,9 @@ def play_two_rooms(env_id: str, seed: int, actions: list[int]) -> tuple[list[np.
     observations, infos, rewards = [obs], [info], []
     for action in actions:
         obs, reward, terminated, _, info = env.step(action)
-        observations.append(obs), infos.append(info), rewards.append(reward)
+        observations.append(obs)
+        infos.append(info)
+        rewards.append(float(reward))
         if terminated:
             break
     return observations, infos, rewards

@@ -1,5 +1,6 @@
 """The scale-invariant loss options (jepa_loss, jepa_embedding_norm), the pairs sampler and the linear probes."""
 
+import json
 import re
 
 import gymnasium as gym
@@ -295,13 +296,67 @@ def test_the_study_probes_hold_out_episodes(monkeypatch):
     monkeypatch.setattr(runner, "PROBE_STEPS", 60)
     model = PPOJEPA("MlpPolicy", counting_env_with_state(), seed=0, n_steps=16, batch_size=16, n_epochs=1)
     z, states, episodes = collect_states(model, counting_env_with_state(), 60)
-    scores = runner._probe_scores(model, Manager())
+    scores, parts = runner._probe_scores(model, Manager())
+    assert parts is None  # no distractors
     np.testing.assert_allclose(scores, linear_probe_r2(z, states, groups=episodes))
     assert not np.allclose(scores, linear_probe_r2(z, states), equal_nan=True)
     # Too few episodes for a probe: a warning and no scores, not a failed run after its training
     monkeypatch.setattr(runner, "PROBE_STEPS", 2)
     with pytest.warns(UserWarning, match="No probe on 3 episodes of 2 steps: linear_probe_r2 needs at least"):
-        assert runner._probe_scores(model, Manager()) is None
+        assert runner._probe_scores(model, Manager()) == (None, None)
+
+
+def test_distractor_probes_split_the_task_from_the_distractors():
+    """
+    z holds the task's variables and, as much as ``kept``, the distractors': the distractors' R^2 and their share
+    of z's variance follow ``kept``, the task's R^2 stays high
+    """
+    rng = np.random.default_rng(0)
+    n, episodes = 2000, np.repeat(np.arange(40), 50)
+    task, distractors = rng.normal(size=(n, 3)), rng.normal(size=(n, 4))
+    states = np.concatenate([task, distractors], axis=1)
+    mixing = rng.normal(size=(7, 16))
+    scores = {}
+    for kept in (0.0, 1.0):
+        z = np.concatenate([task, kept * distractors], axis=1) @ mixing + 0.05 * rng.normal(size=(n, 16))
+        scores[kept] = probes.distractor_probes(z, states, n_distractor_vars=4, groups=episodes)
+        assert scores[kept]["task_r2"] > 0.99
+    assert scores[1.0]["distractor_r2"] > 0.99 and scores[0.0]["distractor_r2"] < 0.05
+    # 4 of 7 unit-variance sources: about 4/7 of z's variance (the mixing weighs them unequally)
+    assert 0.3 < scores[1.0]["distractor_variance_fraction"] < 0.9
+    assert abs(scores[0.0]["distractor_variance_fraction"]) < 0.02
+    with pytest.raises(ValueError, match=r"n_distractor_vars must be in \[1, 6\]"):
+        probes.distractor_probes(z, states, n_distractor_vars=7, groups=episodes)
+
+
+def test_explained_variance_fraction_is_the_pooled_held_out_r2():
+    rng = np.random.default_rng(1)
+    d, episodes = rng.normal(size=(600, 2)), np.repeat(np.arange(12), 50)
+    # One dimension is d's, one is noise of the same variance: half the variance
+    z = np.stack([d[:, 0] + d[:, 1], np.sqrt(2) * rng.normal(size=600)], axis=1)
+    assert probes.explained_variance_fraction(z, d, episodes) == pytest.approx(0.5, abs=0.1)
+    # Scaling z's noise dimension up makes it most of the variance: pooled, not averaged over dimensions
+    assert probes.explained_variance_fraction(z * [1, 10], d, episodes) < 0.05
+    with pytest.raises(ValueError, match="at least 2 distinct values"):
+        probes.explained_variance_fraction(z, d, np.zeros(600))
+
+
+def test_the_study_probes_the_distractors_where_the_env_has_them(monkeypatch):
+    def seeded_env():
+        return make_vec_env("CartPoleDistractorsNoise-v1", n_envs=1, seed=0)
+
+    class Manager:
+        def create_envs(self, n_envs, eval_env=False):
+            return seeded_env()
+
+    monkeypatch.setattr(runner, "PROBE_STEPS", 300)
+    model = PPOJEPA("MlpPolicy", seeded_env(), seed=0, n_steps=16, batch_size=16, n_epochs=1)
+    th.manual_seed(0)
+    scores, parts = runner._probe_scores(model, Manager())
+    th.manual_seed(0)
+    z, states, episodes = collect_states(model, seeded_env(), 300)
+    assert states.shape[1] == 12 and len(scores) == 12
+    assert parts == probes.distractor_probes(z, states, n_distractor_vars=8, groups=episodes)
 
 
 def test_the_study_report_says_which_runs_held_out_random_steps():
@@ -345,3 +400,32 @@ def test_sampler_searches_the_new_options():
         seen.add(kwargs["jepa_embedding_norm"])
         study.tell(trial, 0.0)
     assert seen == {None, "layernorm", "simnorm"}
+
+
+def test_the_study_report_shows_the_distractor_probes_with_intervals(tmp_path):
+    from sb3_jepa.study.report import write_report
+
+    for config, distractor_r2 in (("jepa_rl", (0.1, 0.2, 0.3)), ("rl_only", (0.6, 0.6, 0.6))):
+        for seed, value in enumerate(distractor_r2):
+            run = tmp_path / "CartPoleDistractorsNoise-v1" / config / f"seed{seed}"
+            run.mkdir(parents=True)
+            summary = dict(
+                algo="ppo_jepa", env_id="CartPoleDistractorsNoise-v1", config=config, seed=seed, timesteps=100,
+                eval_return=10.0 + seed, train_return=9.0, probe_r2=[0.9, value], probe_r2_mean=(0.9 + value) / 2,
+                probe_split="episodes", task_r2=0.9, distractor_r2=value, distractor_variance_fraction=value / 2,
+            )  # fmt: skip
+            (run / "summary.json").write_text(json.dumps(summary))
+    report = write_report(tmp_path).read_text()
+    assert "| probe R^2 | task R^2 | distractor R^2 | z from distractors |" in report
+    row = next(line for line in report.splitlines() if line.startswith("| jepa_rl |"))
+    # the mean over seeds, and a bootstrap interval inside the seeds' range
+    assert row.endswith("| 0.900 [0.900, 0.900] | 0.200 [0.100, 0.300] | 0.100 [0.050, 0.150] |")
+    # Environments without distractors get no such columns
+    plain = tmp_path / "plain"
+    run = plain / "CartPole-v1" / "rl_only" / "seed0"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(
+        json.dumps(dict(algo="ppo_jepa", env_id="CartPole-v1", config="rl_only", seed=0, timesteps=100, eval_return=1.0,
+                        train_return=1.0))
+    )  # fmt: skip
+    assert "distractor R^2" not in write_report(plain).read_text().split("## CartPole-v1")[1]

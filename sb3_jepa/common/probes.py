@@ -6,6 +6,10 @@ them. The paper's "simplicity" hypothesis (a minimal but sufficient feature spac
 the state; collapse that costs the task loses it. Measured here as the held-out R^2 of a ridge regression from z
 to each state variable, on states the trained policy visits. The study holds out whole episodes (``groups``): held-out
 random steps have near copies among the fitted ones, which flatters a probe.
+
+On the distractor testbeds (the paper's open question, issue 20) :func:`distractor_probes` splits the score: what z
+keeps of the task's variables, what it keeps of the distractors the reward never depends on, and how much of z's
+variance the distractors explain.
 """
 
 from typing import Any
@@ -138,6 +142,69 @@ def linear_probe_r2(
         ridge = RIDGE_GRID[int(np.nanargmax(scores))] if np.isfinite(scores).any() else RIDGE_GRID[-1]
     weights = _ridge_fit(design[fit], states[fit], ridge)
     return _r2(states[test], design[test] @ weights)
+
+
+def explained_variance_fraction(
+    z: np.ndarray, predictors: np.ndarray, groups: np.ndarray, holdout: float = 0.25, seed: int = 0, ridge: float = 1e-3
+) -> float:
+    """
+    The fraction of the embeddings' total variance that a linear map (ridge, with intercept) from ``predictors``
+    explains on held-out groups: ``1 - sum ||z - z_hat||^2 / sum ||z - mean||^2`` over the held-out rows, every
+    dimension pooled (so each counts as much as it varies). The reverse of :func:`linear_probe_r2`: not "can the
+    distractors be read out of z" but "how much of z is the distractors". 1: z is a linear function of them; 0: no
+    better than z's mean.
+
+    :param z: embeddings, shape ``(n, dim)``
+    :param predictors: the variables that explain them (e.g. the distractors' positions), shape ``(n, n_vars)``
+    :param groups: the group of each row (episodes), held out whole; at least 2 distinct values
+    :param holdout: the held-out fraction, in ``(0, 1)``
+    :param seed: the seed of the split
+    :param ridge: the ridge penalty per fit row, on predictors standardised on the fit rows
+    :return: the fraction (nan where z does not vary on the held-out rows)
+    """
+    z = np.asarray(z, dtype=np.float64).reshape(len(z), -1)
+    predictors = np.asarray(predictors, dtype=np.float64).reshape(len(predictors), -1)
+    groups = np.asarray(groups).reshape(-1)
+    if not len(z) == len(predictors) == len(groups):
+        raise ValueError(f"z, predictors and groups must have as many rows, got {len(z)}, {len(predictors)}, {len(groups)}")
+    if len(np.unique(groups)) < 2:
+        raise ValueError("groups must have at least 2 distinct values (one held out, one to fit)")
+    test, fit = _hold_out_groups(groups, holdout, np.random.default_rng(seed))
+    mean, std = predictors[fit].mean(axis=0), predictors[fit].std(axis=0)
+    scaled = (predictors - mean) / np.where(std > 0, std, 1.0)
+    design = np.concatenate([scaled, np.ones((len(z), 1))], axis=1)
+    weights = _ridge_fit(design[fit], z[fit], ridge)
+    total = ((z[test] - z[test].mean(axis=0)) ** 2).sum()
+    return float(1.0 - ((z[test] - design[test] @ weights) ** 2).sum() / total) if total > 0 else float("nan")
+
+
+def distractor_probes(
+    z: np.ndarray, states: np.ndarray, n_distractor_vars: int, groups: np.ndarray, seed: int = 0
+) -> dict[str, float]:
+    """
+    What the embeddings keep of the task and of the distractors, for testbeds whose state ends with the
+    distractors' variables (``info["state"]`` of the distractor testbeds: task variables, then
+    ``info["distractor_state"]``).
+
+    :param z: embeddings, shape ``(n, dim)``
+    :param states: the true states, task variables first, shape ``(n, n_vars)``
+    :param n_distractor_vars: how many of the last columns are distractors (>= 1, fewer than all)
+    :param groups: the episode of each row, held out whole
+    :param seed: the seed of the splits
+    :return: ``task_r2`` and ``distractor_r2``, the mean held-out R^2 (:func:`linear_probe_r2`) of the task's and of
+        the distractors' variables, and ``distractor_variance_fraction`` (:func:`explained_variance_fraction` of z
+        from the distractors)
+    """
+    states = np.asarray(states, dtype=np.float64).reshape(len(states), -1)
+    if not 0 < n_distractor_vars < states.shape[1]:
+        raise ValueError(f"n_distractor_vars must be in [1, {states.shape[1] - 1}], got {n_distractor_vars}")
+    r2 = linear_probe_r2(z, states, groups=groups, seed=seed)
+    distractors = states[:, -n_distractor_vars:]
+    return dict(
+        task_r2=float(np.mean(r2[:-n_distractor_vars])),
+        distractor_r2=float(np.mean(r2[-n_distractor_vars:])),
+        distractor_variance_fraction=explained_variance_fraction(z, distractors, groups, seed=seed),
+    )
 
 
 def collect_states(

@@ -21,6 +21,12 @@ CURVES = (
 )
 #: bootstrap repetitions of the interval estimates
 BOOTSTRAP_REPS = 2000
+#: The distractor testbeds' probe columns: summary key -> column title
+DISTRACTOR_COLUMNS = {
+    "task_r2": "task R^2",
+    "distractor_r2": "distractor R^2",
+    "distractor_variance_fraction": "z from distractors",
+}
 
 
 class NoFinishedRunError(FileNotFoundError):
@@ -148,6 +154,19 @@ def _mean_of(runs: list[dict[str, Any]], key: str) -> str:
     return f"{np.mean(values):.3g} (min {np.min(values):.3g})"
 
 
+def _mean_interval(runs: list[dict[str, Any]], key: str) -> str:
+    """
+    :return: the mean of ``key`` over the runs (seeds) with its 95% percentile bootstrap interval (over seeds,
+        :data:`BOOTSTRAP_REPS` repetitions, a fixed generator), or ``n/a``
+    """
+    values = np.array([run[key] for run in runs if run.get(key) is not None], dtype=np.float64)
+    if len(values) == 0:
+        return "n/a"
+    means = np.random.default_rng(0).choice(values, size=(BOOTSTRAP_REPS, len(values))).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return f"{values.mean():.3f} [{low:.3f}, {high:.3f}]"
+
+
 def _probe_split_note(runs: list[dict[str, Any]]) -> str:
     """:return: a sentence on the probed runs recorded before whole episodes were held out, if any, else ``""``"""
     probed = [run for run in runs if run.get("probe_r2") is not None]
@@ -182,7 +201,11 @@ def write_report(out: Path) -> Path:
         "`jepa_coef` weighs it against the RL loss per transition, not per dimension (the `cosine` loss is "
         "2 - 2 cos instead). Probe R^2: R^2 of linear probes from the final policy's embeddings to each true "
         "state variable on held-out episodes (whole episodes, so that no test step is a near copy of a fitted one), "
-        "averaged over variables (environments that report their state only)." + _probe_split_note(runs),
+        "averaged over variables (environments that report their state only). On the distractor testbeds, task "
+        "R^2 and distractor R^2 split that mean between the task's variables and the distractors' (which the reward "
+        "never depends on), and *z from distractors* is the fraction of the embedding's variance that a linear map "
+        "from the distractors' state explains, on held-out episodes (means over seeds, 95% bootstrap intervals over "
+        "seeds)." + _probe_split_note(runs),
         "",
     ]
     rows_csv = []
@@ -199,14 +222,16 @@ def write_report(out: Path) -> Path:
             }
             estimates[kind] = interval_estimates(scores)
         budget = max(run["timesteps"] for run in env_runs)
+        # The distractor testbeds' probes, where the runs have them
+        parts = [key for key in DISTRACTOR_COLUMNS if any(run.get(key) is not None for run in env_runs)]
         lines += [
             f"## {env_id} ({budget:,} timesteps, {env_runs[0]['algo']})",
             "",
             f"![{env_id}]({image.name})",
             "",
             "| configuration | seeds | eval return IQM [95% CI] | eval return mean [95% CI] | train return IQM [95% CI] "
-            "| effective rank | embedding std | probe R^2 |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+            "| effective rank | embedding std | probe R^2 |" + "".join(f" {DISTRACTOR_COLUMNS[key]} |" for key in parts),
+            "| --- | --- | --- | --- | --- | --- | --- | --- |" + " --- |" * len(parts),
         ]
         for config in configs:
             config_runs = [run for run in env_runs if run["config"] == config]
@@ -217,6 +242,7 @@ def write_report(out: Path) -> Path:
                 f"| {_format(eval_estimate.get('mean'))} | {_format(train_estimate.get('iqm'))} "
                 f"| {_mean_of(config_runs, 'effective_rank')} | {_mean_of(config_runs, 'embedding_std')} "
                 f"| {_mean_of(config_runs, 'probe_r2_mean')} |"
+                + "".join(f" {_mean_interval(config_runs, key)} |" for key in parts)
             )
         lines.append("")
         for run in env_runs:

@@ -248,7 +248,7 @@ def execute(spec: RunSpec, out: Path, progress: Any = None, where: dict[str, Any
             assert isinstance(returns, list)
             eval_returns = [float(r) for r in returns]
             eval_env.close()
-        probe_r2 = _probe_scores(model, manager)
+        probe_r2, distractor_scores = _probe_scores(model, manager)
         model.save(run_dir / "zoo" / "model.zip")
         train_env = model.get_env()
         if train_env is not None:
@@ -273,6 +273,9 @@ def execute(spec: RunSpec, out: Path, progress: Any = None, where: dict[str, Any
         "probe_r2_mean": None if probe_r2 is None else float(np.mean(probe_r2)),
         # whole episodes held out (summaries without this key held out random steps, which scores higher)
         "probe_split": None if probe_r2 is None else "episodes",
+        # on the distractor testbeds: the task's and the distractors' mean R^2, and the fraction of z's variance the
+        # distractors explain (None elsewhere)
+        **{key: (distractor_scores or {}).get(key) for key in DISTRACTOR_PROBE_KEYS},
         "wall_time_s": time.perf_counter() - start,
         # which machine and process ran it (the study's placement on a cluster)
         "worker": {"host": socket.gethostname(), "pid": os.getpid(), **(where or {})},
@@ -282,32 +285,39 @@ def execute(spec: RunSpec, out: Path, progress: Any = None, where: dict[str, Any
     return summary
 
 
-def _probe_scores(model: Any, manager: Any) -> list[float] | None:
+def _probe_scores(model: Any, manager: Any) -> tuple[list[float] | None, dict[str, float] | None]:
     """
     :param model: the trained model
     :param manager: the run's rl-zoo3 ExperimentManager (its evaluation environment has the training wrappers)
-    :return: the probes' R^2 per state variable on held-out episodes of the final policy; None if the environment
-        reports no state, or if the :data:`PROBE_STEPS` steps hold too few episodes to hold some out (with a
-        warning)
+    :return: the probes' R^2 per state variable on held-out episodes of the final policy, and, where the environment
+        reports ``info["distractor_state"]`` (the last variables of its state), the
+        :func:`~sb3_jepa.common.probes.distractor_probes`; None if the environment reports no state, or if the
+        :data:`PROBE_STEPS` steps hold too few episodes to hold some out (with a warning)
     """
-    from sb3_jepa.common.probes import NoStateError, collect_states, linear_probe_r2
+    from sb3_jepa.common.probes import NoStateError, collect_states, distractor_probes, linear_probe_r2
 
     env = manager.create_envs(1, eval_env=True)
     try:
         z, states, episodes = collect_states(model, env, PROBE_STEPS)
+        # Read off a reset's info (collect_states reset the env): how many of the state's last variables are distractors
+        n_distractor_vars = len(np.ravel(env.unwrapped.reset_infos[0].get("distractor_state", [])))
     except NoStateError:
-        return None
+        return None, None
     finally:
         env.close()
     try:
         # Held out by whole episodes: a random-row split would test on near copies of the fitted steps
         scores = linear_probe_r2(z, states, groups=episodes)
+        parts = distractor_probes(z, states, n_distractor_vars, groups=episodes) if n_distractor_vars else None
     except ValueError as error:
         # Too few episodes (3: held out, held back for the ridge, fitted) or rows: no probe rather than a failed run
         warnings.warn(f"No probe on {len(np.unique(episodes))} episodes of {PROBE_STEPS} steps: {error}", stacklevel=2)
-        return None
-    return [float(r2) for r2 in scores]
+        return None, None
+    return [float(r2) for r2 in scores], parts
 
+
+#: The summary's keys from :func:`~sb3_jepa.common.probes.distractor_probes` (None where there are no distractors)
+DISTRACTOR_PROBE_KEYS = ("task_r2", "distractor_r2", "distractor_variance_fraction")
 
 #: Keys every finished run's summary has (a summary without them is not one this package wrote whole)
 SUMMARY_KEYS = ("algo", "env_id", "config", "seed", "timesteps", "eval_return", "train_return")

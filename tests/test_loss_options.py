@@ -329,16 +329,19 @@ def test_distractor_probes_split_the_task_from_the_distractors():
         probes.distractor_probes(z, states, n_distractor_vars=7, groups=episodes)
 
 
-def test_explained_variance_fraction_is_the_pooled_held_out_r2():
+def test_explained_variance_fraction_is_the_pooled_adjusted_r2():
     rng = np.random.default_rng(1)
-    d, episodes = rng.normal(size=(600, 2)), np.repeat(np.arange(12), 50)
+    d = rng.normal(size=(600, 2))
     # One dimension is d's, one is noise of the same variance: half the variance
     z = np.stack([d[:, 0] + d[:, 1], np.sqrt(2) * rng.normal(size=600)], axis=1)
-    assert probes.explained_variance_fraction(z, d, episodes) == pytest.approx(0.5, abs=0.1)
+    assert probes.explained_variance_fraction(z, d) == pytest.approx(0.5, abs=0.05)
     # Scaling z's noise dimension up makes it most of the variance: pooled, not averaged over dimensions
-    assert probes.explained_variance_fraction(z * [1, 10], d, episodes) < 0.05
-    with pytest.raises(ValueError, match="at least 2 distinct values"):
-        probes.explained_variance_fraction(z, d, np.zeros(600))
+    assert probes.explained_variance_fraction(z * [1, 10], d) < 0.05
+    # Predictors of pure noise explain about nothing (adjusted for their number), many of them included
+    noise = rng.normal(size=(600, 50))
+    assert abs(probes.explained_variance_fraction(z, noise)) < 0.03
+    with pytest.raises(ValueError, match="needs more rows than predictors"):
+        probes.explained_variance_fraction(z[:3], d[:3])
 
 
 def test_the_study_probes_the_distractors_where_the_env_has_them(monkeypatch):

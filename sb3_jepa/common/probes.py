@@ -144,38 +144,35 @@ def linear_probe_r2(
     return _r2(states[test], design[test] @ weights)
 
 
-def explained_variance_fraction(
-    z: np.ndarray, predictors: np.ndarray, groups: np.ndarray, holdout: float = 0.25, seed: int = 0, ridge: float = 1e-3
-) -> float:
+def explained_variance_fraction(z: np.ndarray, predictors: np.ndarray) -> float:
     """
-    The fraction of the embeddings' total variance that a linear map (ridge, with intercept) from ``predictors``
-    explains on held-out groups: ``1 - sum ||z - z_hat||^2 / sum ||z - mean||^2`` over the held-out rows, every
-    dimension pooled (so each counts as much as it varies). The reverse of :func:`linear_probe_r2`: not "can the
-    distractors be read out of z" but "how much of z is the distractors". 1: z is a linear function of them; 0: no
-    better than z's mean.
+    The fraction of the embeddings' total variance that a linear map (least squares, with intercept) from
+    ``predictors`` explains: ``1 - sum ||z - z_hat||^2 / sum ||z - mean||^2``, every dimension pooled (so each counts
+    as much as it varies), adjusted for the number of predictors (``1 - (1 - R^2) (n - 1) / (n - p - 1)``: a map
+    from ``p`` variables of pure noise explains about 0). The reverse of :func:`linear_probe_r2`: not "can the
+    distractors be read out of z" but "how much of z is the distractors". Fitted on all rows, not held out: with a
+    few predictors and thousands of rows nothing is memorised, while a held-out split would charge the map for the
+    episodes' other differences (the task's state moves z's mean from one episode to the next).
 
     :param z: embeddings, shape ``(n, dim)``
-    :param predictors: the variables that explain them (e.g. the distractors' positions), shape ``(n, n_vars)``
-    :param groups: the group of each row (episodes), held out whole; at least 2 distinct values
-    :param holdout: the held-out fraction, in ``(0, 1)``
-    :param seed: the seed of the split
-    :param ridge: the ridge penalty per fit row, on predictors standardised on the fit rows
-    :return: the fraction (nan where z does not vary on the held-out rows)
+    :param predictors: the variables that explain them (e.g. the distractors' positions), shape ``(n, p)``, with
+        ``n > p + 1``
+    :return: the fraction, at most 1 (nan where z does not vary)
     """
     z = np.asarray(z, dtype=np.float64).reshape(len(z), -1)
     predictors = np.asarray(predictors, dtype=np.float64).reshape(len(predictors), -1)
-    groups = np.asarray(groups).reshape(-1)
-    if not len(z) == len(predictors) == len(groups):
-        raise ValueError(f"z, predictors and groups must have as many rows, got {len(z)}, {len(predictors)}, {len(groups)}")
-    if len(np.unique(groups)) < 2:
-        raise ValueError("groups must have at least 2 distinct values (one held out, one to fit)")
-    test, fit = _hold_out_groups(groups, holdout, np.random.default_rng(seed))
-    mean, std = predictors[fit].mean(axis=0), predictors[fit].std(axis=0)
-    scaled = (predictors - mean) / np.where(std > 0, std, 1.0)
-    design = np.concatenate([scaled, np.ones((len(z), 1))], axis=1)
-    weights = _ridge_fit(design[fit], z[fit], ridge)
-    total = ((z[test] - z[test].mean(axis=0)) ** 2).sum()
-    return float(1.0 - ((z[test] - design[test] @ weights) ** 2).sum() / total) if total > 0 else float("nan")
+    n, p = predictors.shape
+    if len(z) != n:
+        raise ValueError(f"z and predictors must have as many rows, got {len(z)} and {n}")
+    if n <= p + 1:
+        raise ValueError(f"explained_variance_fraction needs more rows than predictors + 1, got {n} rows and {p}")
+    design = np.concatenate([predictors - predictors.mean(axis=0), np.ones((n, 1))], axis=1)
+    weights, *_ = np.linalg.lstsq(design, z, rcond=None)
+    total = ((z - z.mean(axis=0)) ** 2).sum()
+    if not total > 0:
+        return float("nan")
+    r2 = 1.0 - ((z - design @ weights) ** 2).sum() / total
+    return float(1.0 - (1.0 - r2) * (n - 1) / (n - p - 1))
 
 
 def distractor_probes(
@@ -193,7 +190,7 @@ def distractor_probes(
     :param seed: the seed of the splits
     :return: ``task_r2`` and ``distractor_r2``, the mean held-out R^2 (:func:`linear_probe_r2`) of the task's and of
         the distractors' variables, and ``distractor_variance_fraction`` (:func:`explained_variance_fraction` of z
-        from the distractors)
+        from the distractors, on all rows)
     """
     states = np.asarray(states, dtype=np.float64).reshape(len(states), -1)
     if not 0 < n_distractor_vars < states.shape[1]:
@@ -203,7 +200,7 @@ def distractor_probes(
     return dict(
         task_r2=float(np.mean(r2[:-n_distractor_vars])),
         distractor_r2=float(np.mean(r2[-n_distractor_vars:])),
-        distractor_variance_fraction=explained_variance_fraction(z, distractors, groups, seed=seed),
+        distractor_variance_fraction=explained_variance_fraction(z, distractors),
     )
 
 

@@ -39,8 +39,9 @@ from sb3_jepa.study.workers import DEFAULT_RETRIES, report_retry, run_on_process
 RETURN_WINDOW = 100
 #: Fraction of the budget whose training episodes make a run's final training return
 FINAL_FRACTION = 0.1
-#: Steps of the final policy whose embeddings and true states (where the environment reports them) fit the probes
-PROBE_STEPS = 2000
+#: Steps of the final policy whose embeddings and true states (where the environment reports them) fit the probes:
+#: 10 episodes of a CartPole policy at the 500-step limit (2000 gave 4: one held out, one to choose the ridge)
+PROBE_STEPS = 5000
 
 
 @dataclass(frozen=True)

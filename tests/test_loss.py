@@ -19,10 +19,10 @@ from tests.conftest import SMALL
 from tests.helpers import CountingEnv, DropTerminalObservation
 
 
-def model_and_batch(target: str, steps: int = 1) -> tuple[PPOJEPA, object]:
+def model_and_batch(target: str, steps: int = 1, **kwargs) -> tuple[PPOJEPA, object]:
     # env 1 reports no terminal observations: its episode ends are masked rows
     venv = DropTerminalObservation(DummyVecEnv([CountingEnv, lambda: CountingEnv(1)]), envs=[1])
-    model = PPOJEPA("MlpPolicy", venv, seed=0, jepa_target=target, jepa_prediction_steps=steps, **SMALL[PPOJEPA])
+    model = PPOJEPA("MlpPolicy", venv, seed=0, jepa_target=target, jepa_prediction_steps=steps, **SMALL[PPOJEPA], **kwargs)
     with pytest.warns(UserWarning, match="terminal_observation"):
         model.learn(SMALL[PPOJEPA]["n_steps"])
     batch = next(model.rollout_buffer.get(16))
@@ -162,3 +162,44 @@ def test_reward_coef_argument():
         reward_model(jepa_reward_coef=-1.0)
     with pytest.raises(ValueError, match="Pass jepa_reward as an argument"):
         reward_model(policy_kwargs=dict(jepa_reward=True))
+
+
+@pytest.mark.parametrize("target", TARGET_MODES)
+@pytest.mark.parametrize("steps", [1, 3])
+def test_projection_head_compares_projections(target, steps):
+    """||P(W(z_t, a_t)) - P(z_{t+1})||^2, P's target side without gradient unless the target is online"""
+    model, batch = model_and_batch(target, steps=steps, jepa_projection_arch=[16, 8])
+    policy = model.policy
+    project = policy.jepa_projector
+    captured = CapturedEmbeddings(policy.jepa_encode(batch.observations), n_batch=len(batch.next_valid))
+    result = jepa_prediction_loss(policy, batch, captured, target, prediction_steps=steps)
+    everything = th.cat([batch.observations, batch.next_extra_observations])
+    prediction = policy.jepa_predictor(policy.jepa_encode(batch.observations), batch.actions)
+    losses = []
+    for step in range(steps):
+        if step > 0:
+            prediction = policy.jepa_predictor(prediction, batch.multistep_actions[step - 1])
+        index = batch.next_index if steps == 1 else batch.multistep_index[step]
+        valid = batch.next_valid if steps == 1 else batch.multistep_valid[step]
+        goal = project(policy.jepa_encode(everything[index], target=target == "ema"))
+        losses.append(masked_prediction_loss(project(prediction), goal, valid))
+    th.testing.assert_close(result.loss, sum(losses) / steps)
+    assert result.prediction.shape[1] == 8 and result.target.shape[1] == 8
+    assert result.target.requires_grad == (target == "online")
+    # P learns from the prediction's side: its gradient is there, whatever the target
+    policy.zero_grad(set_to_none=True)
+    result.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in project.parameters())
+
+
+def test_projection_head_changes_no_other_initialisation_and_is_refused_empty():
+    fresh = [
+        PPOJEPA("MlpPolicy", DummyVecEnv([CountingEnv]), seed=0, **SMALL[PPOJEPA], **kwargs).policy.state_dict()
+        for kwargs in ({}, dict(jepa_projection_arch=[8]))
+    ]
+    assert {key for key in fresh[1] if key.startswith("jepa_projector.")}
+    for key, value in fresh[0].items():
+        th.testing.assert_close(fresh[1][key], value, rtol=0, atol=0)
+    for bad in ([], [0], "8"):
+        with pytest.raises(ValueError, match="jepa_projection_arch"):
+            PPOJEPA("MlpPolicy", DummyVecEnv([CountingEnv]), jepa_projection_arch=bad)

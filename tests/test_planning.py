@@ -329,22 +329,34 @@ def test_reference_weights_worked_example():
 
 
 def brute_force_cost(
-    planner: LatentPlanner, obs: np.ndarray, goal: np.ndarray, horizon: int, n: int, loss: str, target: bool
+    planner: LatentPlanner,
+    obs: np.ndarray,
+    goal: np.ndarray,
+    horizon: int,
+    n: int,
+    loss: str,
+    target: bool,
+    project: Any = None,
 ) -> np.ndarray:
-    """The cheapest Discrete(n) sequence in the space W predicts: goal by the target encoder, cosine or squared"""
+    """
+    The cheapest Discrete(n) sequence in the space W predicts: goal by the target encoder, cosine or squared, of
+    ``project``'s projections where given
+    """
     policy: Any = planner.policy
+    project = project or (lambda z: z)
     with th.no_grad():
         z0 = policy.jepa_encode(policy.obs_to_tensor(obs)[0])
-        z_goal = policy.jepa_encode(policy.obs_to_tensor(goal)[0], target=target)
+        z_goal = project(policy.jepa_encode(policy.obs_to_tensor(goal)[0], target=target))
         costs = {}
         for sequence in itertools.product(range(n), repeat=horizon):
             z, total = z0, 0.0
             for action in sequence:
                 z = policy.jepa_predictor(z, th.tensor([action]))
+                compared = project(z)
                 if loss == "cosine":
-                    total += float(2 - 2 * th.nn.functional.cosine_similarity(z, z_goal))
+                    total += float(2 - 2 * th.nn.functional.cosine_similarity(compared, z_goal))
                 else:
-                    total += float(((z - z_goal) ** 2).sum())
+                    total += float(((compared - z_goal) ** 2).sum())
             costs[sequence] = total
     return np.array(min(costs, key=costs.__getitem__))
 
@@ -366,6 +378,22 @@ def test_plans_are_measured_in_the_space_w_predicts(loss, target):
     np.testing.assert_array_equal(plan, expected)
     # The space matters here: the raw squared distance to the online E(goal) picks another sequence
     assert not np.array_equal(expected, brute_force_cost(LatentPlanner(model, horizon=6), obs, goal, 6, 2, "mse", False))
+
+
+@pytest.mark.parametrize("loss", ["mse", "cosine"])
+def test_plans_with_a_projection_head_are_measured_between_projections(loss):
+    """The loss compared P(W(z, a)) with P(z'): so does the planner (then normalised, for cosine)"""
+    obs = np.array([-0.70, -1.27, -0.62, 0.04], dtype=np.float32)
+    goal = np.array([-6.98, -0.66, -3.74, -2.20], dtype=np.float32)
+    differ = 0
+    for seed in range(4):
+        model = PPOJEPA("MlpPolicy", "CartPole-v1", seed=seed, jepa_loss=loss, jepa_projection_arch=[16, 3], device="cpu")
+        planner = LatentPlanner(model, horizon=6, method="exhaustive")
+        expected = brute_force_cost(planner, obs, goal, 6, 2, loss, False, project=model.policy.jepa_projector)
+        np.testing.assert_array_equal(planner.plan(obs, goal), expected)
+        # Between the unprojected latents another sequence can be cheapest
+        differ += not np.array_equal(expected, brute_force_cost(planner, obs, goal, 6, 2, loss, False))
+    assert differ > 0
 
 
 def test_planning_runs_in_eval_mode_and_leaves_batchnorm_and_the_mode_alone():

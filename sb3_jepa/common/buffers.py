@@ -31,6 +31,7 @@ from stable_baselines3.common.type_aliases import DictRolloutBufferSamples, Roll
 from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_jepa.common import successors
+from sb3_jepa.common.augmentation import ObservationAugmenter, check_augmentation
 from sb3_jepa.common.utils import check_optional_positive_int, check_positive_int
 
 
@@ -148,6 +149,7 @@ class NextObservationMixin:
         prediction_steps: int = 1,
         successors_in_minibatch: bool = False,
         with_rewards: bool = False,
+        augment: str | None = None,
         **kwargs: Any,
     ):
         self.segment_length = check_optional_positive_int("segment_length", segment_length)
@@ -158,8 +160,11 @@ class NextObservationMixin:
         if not isinstance(with_rewards, (bool, np.bool_)):
             raise ValueError(f"with_rewards must be True or False, got {with_rewards!r}")
         self.with_rewards = bool(with_rewards)
+        self.augment = check_augmentation(augment)
         self._segment_epoch = 0
         super().__init__(*args, **kwargs)
+        # Built once the observation space is known (SB3's __init__ sets it), refusing a space without images
+        self._augmenter = None if self.augment is None else ObservationAugmenter(self.observation_space, self.augment)  # type: ignore[attr-defined]
 
     def reset(self) -> None:
         super().reset()  # type: ignore[misc]
@@ -176,13 +181,26 @@ class NextObservationMixin:
         samples = super()._get_samples(batch_inds, env)  # type: ignore[misc]
         # Exact types: a user's buffer whose samples carry fields of their own cannot be extended field by field
         if type(samples) is RolloutBufferSamples:
-            return JEPARolloutBufferSamples(*samples, **self._next_fields(batch_inds))
+            return self._augmented(JEPARolloutBufferSamples(*samples, **self._next_fields(batch_inds)))
         if type(samples) is DictRolloutBufferSamples:
-            return JEPADictRolloutBufferSamples(*samples, **self._next_fields(batch_inds))
+            return self._augmented(JEPADictRolloutBufferSamples(*samples, **self._next_fields(batch_inds)))
         raise TypeError(
             f"{type(self).__name__}._get_samples returned {type(samples).__name__}: the JEPA buffers extend SB3's "
             "RolloutBufferSamples / DictRolloutBufferSamples with next observations, and cannot extend other sample "
             "types. Return one of SB3's sample types from the buffer class given as rollout_buffer_class."
+        )
+
+    def _augmented(self, samples: Any) -> Any:
+        """
+        With ``augment``: the sample's observations and next extra observations, each image with its own random
+        shift (:mod:`sb3_jepa.common.augmentation`), so that the RL loss and the JEPA loss of this minibatch see
+        the same augmented views, and a transition's target ``s_{t+1}`` another view than its ``s_t``.
+        """
+        if self._augmenter is None:
+            return samples
+        return samples._replace(
+            observations=self._augmenter(samples.observations),
+            next_extra_observations=self._augmenter(samples.next_extra_observations),
         )
 
     def get(self, batch_size: int | None = None) -> Generator[Any, None, None]:
@@ -399,6 +417,8 @@ class JEPARolloutBuffer(NextObservationMixin, RolloutBuffer):
         minibatch, so that no extra observation is ever encoded; with ``segment_length``, where the segments are cut
         then alternates from one ``get()`` (epoch) to the next, so that every transition is in-segment in some epoch
     :param with_rewards: samples also carry ``rewards`` and ``reward_valid`` (for the reward predictor's loss)
+    :param augment: None, or one of :data:`~sb3_jepa.common.augmentation.AUGMENTATIONS`: every sample's images are
+        augmented as they are handed out (its observations and next extra observations, each image on its own)
     """
 
 
@@ -422,6 +442,8 @@ class JEPADictRolloutBuffer(NextObservationMixin, DictRolloutBuffer):
         minibatch, so that no extra observation is ever encoded; with ``segment_length``, where the segments are cut
         then alternates from one ``get()`` (epoch) to the next, so that every transition is in-segment in some epoch
     :param with_rewards: samples also carry ``rewards`` and ``reward_valid`` (for the reward predictor's loss)
+    :param augment: None, or one of :data:`~sb3_jepa.common.augmentation.AUGMENTATIONS`: every sample's images are
+        augmented as they are handed out (its observations and next extra observations, each image on its own)
     """
 
 

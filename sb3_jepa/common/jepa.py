@@ -1,6 +1,7 @@
 """
 The JEPA models: the encoder E (:class:`JEPAFeaturesExtractor`), the action encoding (:class:`ActionEncoder`),
-the action-conditioned predictor W (:class:`JEPAPredictor`) and, optionally, a reward predictor R
+the action-conditioned predictor W (:class:`JEPAPredictor`) and, optionally, a projection head P
+(:class:`JEPAProjector`, SPR's and BYOL's: the loss compares projections) and a reward predictor R
 (:class:`JEPARewardPredictor`, TD-MPC2's ``reward``) for planners. The losses that train them are in
 :mod:`sb3_jepa.common.loss`.
 """
@@ -340,6 +341,26 @@ class JEPAPredictor(nn.Module):
         :return: the predicted next embeddings
         """
         return self.net(th.cat([z, action_features], dim=1))
+
+
+class JEPAProjector(nn.Module):
+    """
+    The projection head P (SPR, BYOL): an MLP applied to the prediction ``W(z_t, a_t)`` and to the target
+    ``z_{t+1}`` before the loss compares them, so that the loss constrains ``P(z)``, a space of its own, rather than
+    ``z``, which the actor and the critic read. ReLU between layers, none after the last.
+
+    :param features_dim: the embedding size ``dim(z)``
+    :param net_arch: the layers' widths; the last is the projection's size
+    """
+
+    def __init__(self, features_dim: int, net_arch: list[int]):
+        super().__init__()
+        if not net_arch:
+            raise ValueError("jepa_projection_arch must name at least one layer (its last width is the projection's size)")
+        self.net = nn.Sequential(*create_mlp(features_dim, net_arch[-1], list(net_arch[:-1]), nn.ReLU))
+
+    def forward(self, z: th.Tensor) -> th.Tensor:
+        return self.net(z)
 
 
 class JEPARewardPredictor(nn.Module):

@@ -1,7 +1,7 @@
 """
 The JEPA loss, top to bottom: ``||W(E(s_t), a_t) - E(s_{t+1})||^2`` (the paper's Eq. 1) or its cosine form, its
-target modes, its K-step form, the reward predictor's loss (for planners), and VICReg's anti-collapse terms as the
-explicit baseline.
+target modes, its K-step form, the optional projection head (``||P(W(z_t, a_t)) - P(z_{t+1})||^2``, SPR/BYOL), the
+reward predictor's loss (for planners), and VICReg's anti-collapse terms as the explicit baseline.
 
 Everything here is a function of the policy's encoder and predictor (:meth:`JEPAPolicyMixin.jepa_encode`,
 ``policy.jepa_predictor``), one (mini)batch of samples from a JEPA rollout buffer and the embeddings captured from
@@ -88,9 +88,9 @@ class PredictionLoss(NamedTuple):
 
     #: the loss: the masked mean over transitions of ``||W(z_t, a_t) - z_{t+1}||^2``, averaged over the K steps
     loss: th.Tensor
-    #: ``W(z_t, a_t)``, shape ``(batch, dim)``
+    #: ``W(z_t, a_t)`` (``P(W(z_t, a_t))`` with a projection head), shape ``(batch, dim)``
     prediction: th.Tensor
-    #: ``z_{t+1}``, shape ``(batch, dim)`` (with gradient only for the ``online`` target)
+    #: ``z_{t+1}`` (``P(z_{t+1})``), shape ``(batch, dim)`` (with gradient only for the ``online`` target)
     target: th.Tensor
     #: 1.0 where ``s_{t+1}`` is known (``next_valid``), shape ``(batch,)``
     mask: th.Tensor
@@ -142,19 +142,44 @@ def jepa_prediction_loss(
     :param target_mode: one of :data:`TARGET_MODES`
     :param prediction_steps: K >= 1
     :param loss: the prediction error, one of :data:`JEPA_LOSSES`
-    :return: the loss, with the first step's prediction, target and mask
+    :return: the loss, with the first step's prediction, target (both projected, with a projection head) and mask
     """
     prediction = policy.jepa_predictor(captured.batch, data.actions)  # W(z_t, a_t)
     if target_mode == "ema" and prediction_steps == 1:
-        target = one_step_ema_target(policy, data)
-        value = masked_prediction_loss(prediction, target, data.next_valid, loss)
-        return PredictionLoss(value, prediction, target, data.next_valid)
-    targets = target_rows(policy, data, captured, target_mode)
+        target = projected_targets(policy, one_step_ema_target(policy, data), target_mode)
+        compared = projected(policy, prediction)
+        value = masked_prediction_loss(compared, target, data.next_valid, loss)
+        return PredictionLoss(value, compared, target, data.next_valid)
+    targets = projected_targets(policy, target_rows(policy, data, captured, target_mode), target_mode)
     target = targets[data.next_index]  # z_{t+1}
-    value = masked_prediction_loss(prediction, target, data.next_valid, loss)
+    compared = projected(policy, prediction)
+    value = masked_prediction_loss(compared, target, data.next_valid, loss)
     if prediction_steps > 1:
         value = (value + later_steps_loss(policy, data, targets, prediction, prediction_steps, loss)) / prediction_steps
-    return PredictionLoss(value, prediction, target, data.next_valid)
+    return PredictionLoss(value, compared, target, data.next_valid)
+
+
+def projected(policy: "JEPAPolicyMixin", z: th.Tensor) -> th.Tensor:
+    """
+    :param policy: the JEPA policy
+    :param z: predictions (or embeddings), shape ``(batch, dim)``
+    :return: ``P(z)`` with a projection head (``policy.jepa_projector``), else ``z``
+    """
+    return z if policy.jepa_projector is None else policy.jepa_projector(z)
+
+
+def projected_targets(policy: "JEPAPolicyMixin", targets: th.Tensor, target_mode: str) -> th.Tensor:
+    """
+    :param policy: the JEPA policy
+    :param targets: target embeddings, shape ``(n, dim)``
+    :param target_mode: one of :data:`TARGET_MODES`
+    :return: ``P(targets)`` with a projection head, with gradient only for the ``online`` target (``stop_grad`` and
+        ``ema``: ``sg(P(target))``, so the projection learns from the prediction's side alone); else ``targets``
+    """
+    if policy.jepa_projector is None:
+        return targets
+    with contextlib.nullcontext() if target_mode == "online" else th.no_grad():
+        return policy.jepa_projector(targets)
 
 
 def one_step_ema_target(policy: "JEPAPolicyMixin", data: JEPASamples) -> th.Tensor:
@@ -209,8 +234,8 @@ def later_steps_loss(
 
     :param policy: the JEPA policy
     :param data: the (mini)batch, with its ``multistep_*`` fields
-    :param targets: the target rows (see :func:`target_rows`)
-    :param prediction: the first step's prediction ``W(z_t, a_t)``
+    :param targets: the target rows (see :func:`target_rows`), projected as :func:`projected_targets` gives them
+    :param prediction: the first step's prediction ``W(z_t, a_t)`` (not projected: ``W`` rolls on in ``z``'s space)
     :param prediction_steps: K >= 2
     :param loss: the prediction error, one of :data:`JEPA_LOSSES`
     :return: the sum of the later steps' losses
@@ -220,7 +245,8 @@ def later_steps_loss(
     for step in range(1, prediction_steps):
         prediction = policy.jepa_predictor(prediction, data.multistep_actions[step - 1])
         valid = data.multistep_valid[step]
-        total = total + masked_prediction_loss(prediction, targets[data.multistep_index[step]], valid, loss)
+        compared = projected(policy, prediction)
+        total = total + masked_prediction_loss(compared, targets[data.multistep_index[step]], valid, loss)
     return total
 
 

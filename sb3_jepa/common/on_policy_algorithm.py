@@ -20,6 +20,7 @@ from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from sb3_jepa.common.augmentation import check_augmentation
 from sb3_jepa.common.buffers import JEPADictRolloutBuffer, JEPARolloutBuffer, NextObservationMixin, as_jepa_buffer
 from sb3_jepa.common.jepa import check_embedding_norm
 from sb3_jepa.common.loss import (
@@ -37,7 +38,13 @@ from sb3_jepa.common.policies import JEPAPolicyMixin, as_jepa_policy
 from sb3_jepa.common.utils import check_finite_nonnegative, check_net_arch, check_positive_int, num_rows
 
 #: Keys of ``policy_kwargs`` that are set from the algorithm's own arguments
-_POLICY_KWARGS_FROM_ALGORITHM = ("jepa_target", "predictor_net_arch", "jepa_embedding_norm", "jepa_reward")
+_POLICY_KWARGS_FROM_ALGORITHM = (
+    "jepa_target",
+    "predictor_net_arch",
+    "jepa_embedding_norm",
+    "jepa_projection_arch",
+    "jepa_reward",
+)
 
 
 @dataclass
@@ -77,6 +84,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
     jepa_loss: str
     jepa_embedding_norm: str | None
     jepa_reward_coef: float
+    augment_observations: str | None
+    jepa_projection_arch: list[int] | None
 
     def _init_jepa(
         self,
@@ -92,6 +101,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         jepa_loss: str,
         jepa_embedding_norm: str | None,
         jepa_reward_coef: float,
+        augment_observations: str | None,
+        jepa_projection_arch: list[int] | None,
         rollout_buffer_class: type[RolloutBuffer] | None,
         policy_kwargs: dict[str, Any] | None,
     ) -> None:
@@ -109,6 +120,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         :param jepa_loss: see the algorithm's docstring
         :param jepa_embedding_norm: see the algorithm's docstring
         :param jepa_reward_coef: see the algorithm's docstring
+        :param augment_observations: see the algorithm's docstring
+        :param jepa_projection_arch: see the algorithm's docstring
         :param rollout_buffer_class: the algorithm's ``rollout_buffer_class`` argument
         :param policy_kwargs: the algorithm's ``policy_kwargs`` argument
         """
@@ -134,6 +147,12 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self.jepa_loss = check_jepa_loss(jepa_loss)
         self.jepa_embedding_norm = check_embedding_norm(jepa_embedding_norm)
         self.jepa_reward_coef = check_finite_nonnegative("jepa_reward_coef", jepa_reward_coef)
+        self.augment_observations = check_augmentation(augment_observations)
+        self.jepa_projection_arch = (
+            None if jepa_projection_arch is None else check_net_arch("jepa_projection_arch", jepa_projection_arch)
+        )
+        if self.jepa_projection_arch == []:
+            raise ValueError("jepa_projection_arch must be None or name at least one layer (the last is the projection)")
         if rollout_buffer_class is not None:
             as_jepa_buffer(rollout_buffer_class)  # raises for a class that is no RolloutBuffer
         for key in _POLICY_KWARGS_FROM_ALGORITHM:
@@ -163,6 +182,10 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self.jepa_reward_coef = getattr(self, "jepa_reward_coef", 0.0)
         if reward:
             self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "with_rewards": True}
+        # getattr: models saved before 0.5 have no augmentation
+        self.augment_observations = getattr(self, "augment_observations", None)
+        if self.augment_observations is not None:
+            self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "augment": self.augment_observations}
         self.policy_class = as_jepa_policy(self.policy_class)  # type: ignore[arg-type]
         # The JEPA settings reach the policy without entering self.policy_kwargs, which is saved and compared with
         # load(path, policy_kwargs=...): a user's policy_kwargs stay exactly the ones given (as in SB3). Models
@@ -174,6 +197,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             "predictor_net_arch": self.predictor_net_arch,
             "jepa_embedding_norm": self.jepa_embedding_norm,
             "jepa_reward": reward,
+            # getattr: models saved before 0.5 have no projection
+            "jepa_projection_arch": getattr(self, "jepa_projection_arch", None),
         }
         try:
             super()._setup_model()

@@ -27,6 +27,7 @@ from torch.utils.hooks import RemovableHandle
 from sb3_jepa.common.jepa import (
     JEPAFeaturesExtractor,
     JEPAPredictor,
+    JEPAProjector,
     JEPARewardPredictor,
     base_encoder_learns,
     check_embedding_norm,
@@ -41,6 +42,7 @@ from sb3_jepa.common.utils import check_net_arch, concat_observations, num_rows
 _PREDICTOR_SEED_OFFSET = 0x4A455041
 # The same for the reward predictor R
 _REWARD_SEED_OFFSET = 0x52455741
+_PROJECTOR_SEED_OFFSET = 0x50524F4A
 #: Optimizers whose step the JEPA policies make multi-tensor (``foreach=True``) unless told otherwise: SB3's
 #: defaults (PPO: Adam, A2C: RMSprop), whose foreach step is bit for bit their per-tensor one
 FOREACH_OPTIMIZERS = (th.optim.Adam, th.optim.RMSprop)
@@ -61,6 +63,8 @@ class JEPAPolicyMixin(ActorCriticPolicy):
     :param jepa_embedding_norm: a parameter-free normalisation ending the encoder (see
         :data:`sb3_jepa.common.jepa.EMBEDDING_NORMS`), given to every :class:`JEPAFeaturesExtractor` the policy builds
         (the critic's own encoder too, where it has one); None: none
+    :param jepa_projection_arch: the layers of the projection head P (``jepa_projector``; the last width is the
+        projection's size), or None: no projection, the loss compares ``z`` itself
     :param jepa_reward: add the reward predictor R (``jepa_reward_predictor``, with the predictor's hidden layers),
         which the algorithm's ``jepa_reward_coef`` trains
     :param kwargs: the base policy's keyword arguments
@@ -68,6 +72,7 @@ class JEPAPolicyMixin(ActorCriticPolicy):
 
     jepa_target_encoder: nn.Module | None
     jepa_reward_predictor: JEPARewardPredictor | None
+    jepa_projector: JEPAProjector | None
 
     def __init__(
         self,
@@ -75,12 +80,18 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         jepa_target: str = "online",
         predictor_net_arch: Sequence[int] | None = None,
         jepa_embedding_norm: str | None = None,
+        jepa_projection_arch: Sequence[int] | None = None,
         jepa_reward: bool = False,
         **kwargs: Any,
     ):
         if not isinstance(jepa_reward, (bool, np.bool_)):
             raise ValueError(f"jepa_reward must be True or False, got {jepa_reward!r}")
         self.jepa_reward = bool(jepa_reward)
+        self.jepa_projection_arch = (
+            None if jepa_projection_arch is None else check_net_arch("jepa_projection_arch", jepa_projection_arch)
+        )
+        if self.jepa_projection_arch == []:
+            raise ValueError("jepa_projection_arch must be None or name at least one layer (the last is the projection)")
         self.jepa_target = check_target_mode(jepa_target)
         self.jepa_embedding_norm = check_embedding_norm(jepa_embedding_norm)
         self.predictor_net_arch = (
@@ -135,6 +146,10 @@ class JEPAPolicyMixin(ActorCriticPolicy):
                 if self.jepa_reward
                 else None
             )
+            th.default_generator.manual_seed((th.initial_seed() + _PROJECTOR_SEED_OFFSET) % 2**63)
+            self.jepa_projector = (
+                None if self.jepa_projection_arch is None else JEPAProjector(self.features_dim, self.jepa_projection_arch)
+            )
         # The optimizer's multi-tensor (foreach) step where the user chose no implementation: the same arithmetic as
         # the per-tensor loop, bit for bit (tests/test_algorithms.py), but one call per group instead of several per
         # tensor, which dominates the update of small policies on CPU (torch uses foreach by default on CUDA only).
@@ -158,6 +173,7 @@ class JEPAPolicyMixin(ActorCriticPolicy):
             jepa_target=self.jepa_target,
             predictor_net_arch=self.predictor_net_arch,
             jepa_embedding_norm=self.jepa_embedding_norm,
+            jepa_projection_arch=self.jepa_projection_arch,
             jepa_reward=self.jepa_reward,
         )
         return data
@@ -289,6 +305,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
     :param jepa_target: see :class:`JEPAPolicyMixin`
     :param predictor_net_arch: see :class:`JEPAPolicyMixin`
     :param jepa_embedding_norm: see :class:`JEPAPolicyMixin`
+    :param jepa_projection_arch: see :class:`JEPAPolicyMixin`
     :param jepa_reward: see :class:`JEPAPolicyMixin`
     """
 
@@ -323,6 +340,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
         jepa_target: str = "online",
         predictor_net_arch: Sequence[int] | None = None,
         jepa_embedding_norm: str | None = None,
+        jepa_projection_arch: Sequence[int] | None = None,
         jepa_reward: bool = False,
     ):
         if issubclass(features_extractor_class, JEPAFeaturesExtractor):
@@ -352,6 +370,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
             jepa_target=jepa_target,
             predictor_net_arch=predictor_net_arch,
             jepa_embedding_norm=jepa_embedding_norm,
+            jepa_projection_arch=jepa_projection_arch,
             jepa_reward=jepa_reward,
         )
 

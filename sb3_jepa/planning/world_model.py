@@ -10,7 +10,9 @@ The space a plan is measured in is the one ``W`` was trained to predict in (:met
 - ``ema``: ``W`` predicts the target encoder's ``E_ema(s')``: the goal is encoded with ``E_ema``;
 - ``jepa_loss="cosine"``: only the direction of ``W``'s output was trained (``2 - 2 cos``): distances are measured
   between L2-normalised vectors (for the actor and the critic, a predicted latent is rescaled to the start
-  embedding's norm, the scale they were trained on).
+  embedding's norm, the scale they were trained on);
+- a projection head ``P`` (``jepa_projection_arch``): the loss compared ``P(W(z, a))`` with ``P(z')``: distances
+  are measured between projections (then normalised, for ``cosine``).
 
 The actor and the critic read ``z = E(s)``; a predicted latent of an ``ema`` model lies in the target encoder's
 space, which tracks ``E`` (tau 0.005 per update by default): they read it as it is.
@@ -101,8 +103,12 @@ class WorldModel:
     def compared(self, z: th.Tensor) -> th.Tensor:
         """
         :param z: predicted or target embeddings, shape ``(..., dim)``
-        :return: what the loss compared: ``z`` itself (``mse``) or its direction (``cosine``: L2-normalised)
+        :return: what the loss compared: ``z`` itself (``mse``) or its direction (``cosine``: L2-normalised), after the
+            projection head where the policy has one
         """
+        projector = getattr(self.policy, "jepa_projector", None)
+        if projector is not None:
+            z = projector(z.reshape(-1, z.shape[-1])).reshape(*z.shape[:-1], -1)
         return F.normalize(z, dim=-1) if self.jepa_loss == "cosine" else z
 
     # -- W --------------------------------------------------------------------------------------------------------

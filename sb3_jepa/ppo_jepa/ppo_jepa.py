@@ -101,6 +101,15 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
         TD-MPC2's return estimate (:class:`sb3_jepa.planning.LatentPlanner`'s ``value_estimate="return"``); its
         input is detached, so it reads ``E`` without training it (the RL update changes only through the
         gradient clipping's shared norm)
+    :param augment_observations: None, or ``"shift"``: DrQ's and SPR's random shift of the images of every training
+        minibatch (replicate-padded by ``max(1, round(4 * size / 84))`` px, cropped back at a random integer offset
+        per image; :mod:`sb3_jepa.common.augmentation`). The RL loss and the JEPA loss see the same augmented views
+        (as in DrQ, RAD and SPR); rollouts are collected on clean observations. With ``jepa_coef=0`` this is plain
+        A2C/PPO with augmentation: the control that tells a JEPA gain from augmentation's own
+    :param jepa_projection_arch: the layers of a projection head P (SPR, BYOL; the last width is the projection's
+        size, ReLU between), applied to the prediction and the target before the loss compares them: the loss then
+        constrains ``P(z)`` instead of ``z``. None (the default): no projection. The target's projection has a
+        gradient only with the ``online`` target (``stop_grad`` and ``ema``: ``sg(P(target))``)
     :param jepa_segment_length: draw each minibatch as shuffled time-contiguous segments of this many steps of one
         env instead of independently shuffled rows (``None``, SB3's way). Most ``s_{t+1}`` are then rows of the
         same minibatch, whose encoder pass gives their embedding for free; the price is minibatches of correlated
@@ -156,6 +165,8 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
         jepa_loss: str = "mse",
         jepa_embedding_norm: str | None = None,
         jepa_reward_coef: float = 0.0,
+        augment_observations: str | None = None,
+        jepa_projection_arch: list[int] | None = None,
         jepa_segment_length: int | None = None,
         jepa_in_minibatch_only: bool = False,
         _init_setup_model: bool = True,
@@ -176,6 +187,8 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
             jepa_loss=jepa_loss,
             jepa_embedding_norm=jepa_embedding_norm,
             jepa_reward_coef=jepa_reward_coef,
+            augment_observations=augment_observations,
+            jepa_projection_arch=jepa_projection_arch,
             rollout_buffer_class=rollout_buffer_class,
             policy_kwargs=policy_kwargs,
         )

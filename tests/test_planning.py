@@ -574,6 +574,23 @@ def test_the_weights_are_unit_free_when_distance_and_value_mix():
     assert final_latent("box", plans[0])[0] > final_latent("box", distance_only)[0] + 0.1
 
 
+def test_the_weights_weigh_the_terms():
+    """
+    Each term is divided by its own spread, the weight applied after: a larger value weight moves the plan further
+    toward the value's +x and away from the goal's -x (dividing the weighted terms by their spreads cancelled the
+    weights: every weight gave the same plan)
+    """
+    start, goal = np.zeros(2, dtype=np.float32), np.array([-1.0, 2.0], dtype=np.float32)
+    final_x = [
+        final_latent(
+            "box",
+            LatentPlanner(valued_model(), horizon=3, seed=0, value_weight=weight, n_iterations=10).plan(start, goal),
+        )[0]
+        for weight in (0.1, 1.0, 10.0)
+    ]
+    assert final_x[0] < final_x[1] - 0.1 and final_x[1] < final_x[2] - 0.1, final_x
+
+
 def test_the_value_needs_a_critic_that_reads_z():
     with pytest.raises(ValueError, match="share_features_extractor=True"):
         # The default MlpPolicy gives the critic its own encoder

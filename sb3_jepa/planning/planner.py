@@ -218,16 +218,20 @@ class LatentPlanner:
         def cost(features: th.Tensor) -> th.Tensor:
             batch, n = features.shape[:2]
             latents = self.world.rollout(z.repeat_interleave(n, dim=0), features.flatten(0, 1)).unflatten(0, (batch, n))
+            # (weight, term): the distance, and the value with its sign (a higher value is a lower cost)
             terms = []
             if self.distance_weight > 0:
-                terms.append(self.distance_weight * self.distance(latents, z_goal[:, None, None]))
+                terms.append((self.distance_weight, self.distance(latents, z_goal[:, None, None])))
             if self.value_weight > 0:
-                terms.append(-self.value_weight * self.value(z, features, latents))
+                terms.append((self.value_weight, -self.value(z, features, latents)))
             if not both:
-                return terms[0]
-            if not scales:  # each term's spread over the first candidates scored, fixed for the whole search
-                scales.extend(term.detach().std(dim=1, keepdim=True).clamp_min(1e-12) for term in terms)
-            return terms[0] / scales[0] + terms[1] / scales[1]
+                weight, term = terms[0]
+                return weight * term
+            if not scales:  # each term's own spread over the first candidates scored, fixed for the whole search
+                scales.extend(term.detach().std(dim=1, keepdim=True).clamp_min(1e-12) for _, term in terms)
+            # The spreads are the unweighted terms': dividing a weighted term by its own spread would cancel the weight
+            (distance_weight, distance), (value_weight, value) = terms
+            return distance_weight * distance / scales[0] + value_weight * value / scales[1]
 
         return cost
 

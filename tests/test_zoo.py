@@ -742,9 +742,21 @@ def test_jepa_search_space_samples_the_jepa_settings_only(monkeypatch, algo):
     assert all("jepa_coef" in trial and "predictor_net_arch" in trial for trial in full)
 
 
+@pytest.mark.parametrize("algo", ["a2c_jepa", "ppo_jepa"])
+def test_jepa_spr_search_space_adds_augmentation_and_projection(monkeypatch, algo):
+    trials = sampled("jepa_spr", 40, monkeypatch, algo)
+    assert {trial["augment_observations"] for trial in trials} == {None, "shift"}
+    assert {str(trial["jepa_projection_arch"]) for trial in trials} == {"None", "[128]", "[256, 128]"}
+    assert all("jepa_coef" in trial and "learning_rate" not in trial for trial in trials)  # the jepa space's, plus
+    # The jepa space has neither
+    assert not any({"augment_observations", "jepa_projection_arch"} & set(trial) for trial in sampled("jepa", 5, monkeypatch))
+    # A trial of the space builds: the sampled settings are the algorithm's arguments
+    PPOJEPA("CnnPolicy", "MinAtar/Breakout-v1", n_steps=8, batch_size=8, **trials[0])
+
+
 def test_search_space_variable_is_checked(monkeypatch):
     monkeypatch.setenv(samplers.SEARCH_SPACE_VARIABLE, "rl")
-    with pytest.raises(ValueError, match=r"SB3_JEPA_SEARCH_SPACE must be one of \('full', 'jepa'\), got 'rl'"):
+    with pytest.raises(ValueError, match=r"SB3_JEPA_SEARCH_SPACE must be one of \('full', 'jepa', 'jepa_spr'\), got"):
         samplers.search_space()
     monkeypatch.delenv(samplers.SEARCH_SPACE_VARIABLE)
     assert samplers.search_space() == "full"

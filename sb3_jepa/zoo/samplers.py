@@ -7,7 +7,10 @@ with the environment variable :data:`SEARCH_SPACE_VARIABLE` (``SB3_JEPA_SEARCH_S
   settings;
 - ``jepa``: the JEPA settings only. The RL settings stay at the hyperparameter file's entry for the environment
   (rl-zoo3 starts every trial from the entry and overrides only what the sampler returns), so that whatever a trial
-  gains over the entry's ``jepa_coef=0`` is the JEPA term's:
+  gains over the entry's ``jepa_coef=0`` is the JEPA term's;
+- ``jepa_spr``: the ``jepa`` space plus SPR's two missing ingredients (:func:`sample_spr_params`): the random-shift
+  augmentation (off or on) and a projection head (none, linear or a 2-layer MLP). For image observations only
+  (augmentation needs images); its ``jepa_coef=0`` control with the same augmentation is DrQ's:
 
       SB3_JEPA_SEARCH_SPACE=jepa python -m rl_zoo3.train --algo ppo_jepa --env CartPole-v1 -optimize \
           --n-trials 30 --storage tuning.log --study-name cartpole-jepa
@@ -40,7 +43,9 @@ VICREG_COV_RANGE = (1e-4, 1.0)
 
 #: The environment variable that chooses the search space, and its values
 SEARCH_SPACE_VARIABLE = "SB3_JEPA_SEARCH_SPACE"
-SEARCH_SPACES = ("full", "jepa")
+SEARCH_SPACES = ("full", "jepa", "jepa_spr")
+#: ``jepa_projection`` choices of the ``jepa_spr`` space: their ``jepa_projection_arch`` (projections of 128)
+PROJECTIONS: dict[str, list[int] | None] = {"none": None, "linear": [128], "mlp": [256, 128]}
 
 #: the embedding normalisations searched ("none" stands for None, which Optuna's categorical cannot store)
 EMBEDDING_NORM_CHOICES = ("none", *EMBEDDING_NORMS)
@@ -58,6 +63,8 @@ _JEPA_PARAMS = (
     "jepa_vicreg",
     "jepa_vicreg_var_coef",
     "jepa_vicreg_cov_coef",
+    "augment_observations",
+    "jepa_projection",
 )
 
 
@@ -100,6 +107,21 @@ def sample_jepa_params(trial: Any) -> dict[str, Any]:
     return params
 
 
+def sample_spr_params(trial: Any) -> dict[str, Any]:
+    """
+    The ``jepa_spr`` space's additions to :func:`sample_jepa_params`: the random shift of the training minibatches
+    (``augment_observations``: ``none`` or ``shift``) and a projection head before the loss (``jepa_projection``,
+    one of :data:`PROJECTIONS`).
+
+    :param trial: an ``optuna.Trial``
+    :return: the sampled settings, as trial parameters (see :func:`convert_jepa_params`)
+    """
+    return {
+        "augment_observations": trial.suggest_categorical("augment_observations", ["none", "shift"]),
+        "jepa_projection": trial.suggest_categorical("jepa_projection", list(PROJECTIONS)),
+    }
+
+
 def convert_jepa_params(params: dict[str, Any]) -> dict[str, Any]:
     """
     :param params: trial parameters holding some of the settings :func:`sample_jepa_params` samples (trials of
@@ -116,6 +138,10 @@ def convert_jepa_params(params: dict[str, Any]) -> dict[str, Any]:
         on = params["jepa_vicreg"] == "on"
         kwargs["jepa_vicreg_var_coef"] = float(params["jepa_vicreg_var_coef"]) if on else 0.0
         kwargs["jepa_vicreg_cov_coef"] = float(params["jepa_vicreg_cov_coef"]) if on else 0.0
+    if "augment_observations" in params:
+        kwargs["augment_observations"] = None if params["augment_observations"] == "none" else params["augment_observations"]
+    if "jepa_projection" in params:
+        kwargs["jepa_projection_arch"] = PROJECTIONS[params["jepa_projection"]]
     return kwargs
 
 
@@ -135,8 +161,11 @@ def jepa_sampler(base_sampler: str) -> Callable[[Any, int, int, dict], dict[str,
     def sample(trial: Any, n_actions: int, n_envs: int, additional_args: dict) -> dict[str, Any]:
         from rl_zoo3 import hyperparams_opt
 
-        if search_space() == "jepa":  # the RL settings stay the entry's
+        space = search_space()
+        if space == "jepa":  # the RL settings stay the entry's
             return convert_jepa_params(sample_jepa_params(trial))
+        if space == "jepa_spr":
+            return convert_jepa_params({**sample_jepa_params(trial), **sample_spr_params(trial)})
         base = getattr(hyperparams_opt, base_sampler)(trial, n_actions, n_envs, additional_args)
         return {**base, **convert_jepa_params(sample_jepa_params(trial))}
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Issue 19's tuning campaign: one rl-zoo3 search per hyperparameter entry, over the JEPA settings only
-# (SB3_JEPA_SEARCH_SPACE=jepa: the RL settings stay the entry's), TPE with a median pruner, each search's Optuna
+# (SB3_JEPA_SEARCH_SPACE=jepa: the RL settings stay the entry's; jepa_spr for the image tasks not searched before
+# SPR's ingredients landed: the same plus the random shift and a projection head), TPE with a median pruner, each search's Optuna
 # journal kept here so that a search cut off anywhere resumes where it stopped: run the same command again
 # (--max-total-trials counts the trials the journal already holds; a trial cut off mid-run stays RUNNING in the
 # journal, which has no heartbeat, and counts: see docs/guide/zoo.rst for failing it by hand).
@@ -17,43 +18,45 @@ cd "$(dirname "$0")/../../.."
 HERE=docs/results/tuning
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
-# algo:env:timesteps (0: the entry's n_timesteps):trials
+# algo:env:timesteps (0: the entry's n_timesteps):trials:search space. Breakout and SpaceInvaders started in the
+# jepa space and keep it (a journal's space is not changed halfway). CartPole's objective saturates at 500 from
+# trial 0 at the entry's 100k steps: its searches run at 30k, where the entry does not yet reach the limit.
 ENTRIES=(
-    ppo_jepa:MinAtar/Breakout-v1:200000:30
-    ppo_jepa:MinAtar/SpaceInvaders-v1:200000:30
-    ppo_jepa:MinAtar/Asterix-v1:200000:30
-    ppo_jepa:MinAtar/Freeway-v1:200000:30
-    ppo_jepa:MinAtar/Seaquest-v1:200000:30
-    ppo_jepa:PixelCartPole-v1:100000:12
-    a2c_jepa:CartPole-v1:0:30
-    ppo_jepa:CartPole-v1:0:30
-    a2c_jepa:Acrobot-v1:0:30
-    ppo_jepa:Acrobot-v1:0:30
-    ppo_jepa:TwoRoomsDiscrete-v0:0:12
+    ppo_jepa:MinAtar/Breakout-v1:200000:30:jepa
+    ppo_jepa:MinAtar/SpaceInvaders-v1:200000:30:jepa
+    ppo_jepa:MinAtar/Asterix-v1:200000:30:jepa_spr
+    ppo_jepa:MinAtar/Freeway-v1:200000:30:jepa_spr
+    ppo_jepa:MinAtar/Seaquest-v1:200000:30:jepa_spr
+    ppo_jepa:PixelCartPole-v1:100000:12:jepa_spr
+    a2c_jepa:CartPole-v1:30000:30:jepa
+    ppo_jepa:CartPole-v1:30000:30:jepa
+    a2c_jepa:Acrobot-v1:0:30:jepa
+    ppo_jepa:Acrobot-v1:0:30:jepa
+    ppo_jepa:TwoRoomsDiscrete-v0:0:12:jepa_spr
 )
 
 search() {
-    local algo=$1 env=$2 timesteps=$3 trials=$4
+    local algo=$1 env=$2 timesteps=$3 trials=$4 space=$5
     local name="${algo}-${env//\//-}"
     local budget=()
     [ "$timesteps" != 0 ] && budget=(-n "$timesteps")
     echo "== $name: $trials trials $(date -u +%FT%TZ)"
-    SB3_JEPA_SEARCH_SPACE=jepa python -m rl_zoo3.train --algo "$algo" --env "$env" -optimize \
+    SB3_JEPA_SEARCH_SPACE=$space python -m rl_zoo3.train --algo "$algo" --env "$env" -optimize \
         --n-trials "$trials" --max-total-trials "$trials" --n-jobs 1 --sampler tpe --pruner median \
         --n-startup-trials 5 --n-evaluations 5 --eval-episodes 10 "${budget[@]}" --seed 0 --no-optim-plots \
-        --storage "$HERE/$name.log" --study-name "$name-jepa" -f logs/tuning --verbose 0
+        --storage "$HERE/$name.log" --study-name "$name-$space" -f logs/tuning --verbose 0
 }
 
 selected=("$@")
-[ ${#selected[@]} -eq 0 ] && selected=("${ENTRIES[@]%:*:*}")
+[ ${#selected[@]} -eq 0 ] && selected=("${ENTRIES[@]%:*:*:*}")
 for wanted in "${selected[@]}"; do
     found=0
     for entry in "${ENTRIES[@]}"; do
-        IFS=: read -r algo env timesteps trials <<< "$entry"
+        IFS=: read -r algo env timesteps trials space <<< "$entry"
         if [ "$algo:$env" = "$wanted" ]; then
-            search "$algo" "$env" "$timesteps" "$trials"
+            search "$algo" "$env" "$timesteps" "$trials" "$space"
             found=1
         fi
     done
-    [ $found = 1 ] || { echo "unknown entry $wanted; entries: ${ENTRIES[*]%:*:*}" >&2; exit 2; }
+    [ $found = 1 ] || { echo "unknown entry $wanted; entries: ${ENTRIES[*]%:*:*:*}" >&2; exit 2; }
 done

@@ -305,7 +305,42 @@ class ActionEncoder(nn.Module):
         return self(actions)
 
 
-class JEPAPredictor(nn.Module):
+class ActionConditionedMLP(nn.Module):
+    """
+    What W and R share: an MLP on ``concat(z_t, encode(a_t))`` (the action encoded by :class:`ActionEncoder`).
+
+    :param features_dim: the embedding size ``dim(z)``
+    :param action_space: the action space
+    :param output_dim: the size of the output
+    :param net_arch: hidden layer widths
+    :param activation_fn: activation after each hidden layer
+    :param squash_output: see :class:`ActionEncoder`
+    """
+
+    def __init__(
+        self,
+        features_dim: int,
+        action_space: spaces.Space,
+        output_dim: int,
+        net_arch: list[int],
+        activation_fn: type[nn.Module] = nn.ReLU,
+        squash_output: bool = False,
+    ):
+        super().__init__()
+        self.action_encoder = ActionEncoder(action_space, squash_output=squash_output)
+        self.net = nn.Sequential(*create_mlp(features_dim + self.action_encoder.dim, output_dim, net_arch, activation_fn))
+
+    def mlp(self, z: th.Tensor, action_features: th.Tensor) -> th.Tensor:
+        """
+        :param z: embeddings, shape ``(batch, dim(z))``
+        :param action_features: encoded actions, shape ``(batch, action_encoder.dim)`` (see
+            :meth:`ActionEncoder.from_env_actions`)
+        :return: the MLP's output, shape ``(batch, output_dim)``
+        """
+        return self.net(th.cat([z, action_features], dim=1))
+
+
+class JEPAPredictor(ActionConditionedMLP):
     """
     The action-conditioned predictor W: an MLP on ``concat(z_t, encode(a_t))`` that outputs ``z_{t+1}``'s estimate.
 
@@ -324,9 +359,7 @@ class JEPAPredictor(nn.Module):
         activation_fn: type[nn.Module] = nn.ReLU,
         squash_output: bool = False,
     ):
-        super().__init__()
-        self.action_encoder = ActionEncoder(action_space, squash_output=squash_output)
-        self.net = nn.Sequential(*create_mlp(features_dim + self.action_encoder.dim, features_dim, net_arch, activation_fn))
+        super().__init__(features_dim, action_space, features_dim, net_arch, activation_fn, squash_output)
 
     def forward(self, z: th.Tensor, actions: th.Tensor) -> th.Tensor:
         return self.next(z, self.action_encoder(actions))
@@ -340,7 +373,7 @@ class JEPAPredictor(nn.Module):
         :param action_features: encoded actions, shape ``(batch, action_encoder.dim)``
         :return: the predicted next embeddings
         """
-        return self.net(th.cat([z, action_features], dim=1))
+        return self.mlp(z, action_features)
 
 
 class JEPAProjector(nn.Module):
@@ -363,7 +396,7 @@ class JEPAProjector(nn.Module):
         return self.net(z)
 
 
-class JEPARewardPredictor(nn.Module):
+class JEPARewardPredictor(ActionConditionedMLP):
     """
     The reward predictor R: an MLP on ``concat(z_t, encode(a_t))`` that outputs the estimate of ``r_t``, the reward
     of taking ``a_t`` in ``s_t`` (TD-MPC2's ``reward``). A planner adds its predictions along a plan (the return
@@ -384,9 +417,7 @@ class JEPARewardPredictor(nn.Module):
         activation_fn: type[nn.Module] = nn.ReLU,
         squash_output: bool = False,
     ):
-        super().__init__()
-        self.action_encoder = ActionEncoder(action_space, squash_output=squash_output)
-        self.net = nn.Sequential(*create_mlp(features_dim + self.action_encoder.dim, 1, net_arch, activation_fn))
+        super().__init__(features_dim, action_space, 1, net_arch, activation_fn, squash_output)
 
     def forward(self, z: th.Tensor, actions: th.Tensor) -> th.Tensor:
         return self.reward(z, self.action_encoder(actions))
@@ -398,7 +429,7 @@ class JEPARewardPredictor(nn.Module):
             :meth:`ActionEncoder.from_env_actions`)
         :return: the predicted rewards, shape ``(batch,)``
         """
-        return self.net(th.cat([z, action_features], dim=1)).squeeze(-1)
+        return self.mlp(z, action_features).squeeze(-1)
 
 
 def warn_if_encoder_has_no_parameters(encoder: nn.Module) -> None:

@@ -790,3 +790,29 @@ def test_jepa_search_keeps_the_entry_rl_settings(tmp_path):
     for key in ("learning_rate", "n_steps", "gamma", "ent_coef"):  # the entry's, untouched by the search
         if key in entry:
             assert config[key] == entry[key], key
+
+
+def test_journal_summary(tmp_path, capsys):
+    """python -m sb3_jepa.zoo.journals: trials by state, the best trial and the parameters' importance"""
+    from sb3_jepa.zoo import journals
+
+    path = tmp_path / "search.log"
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+
+    def objective(trial: optuna.Trial) -> float:
+        x, noise = trial.suggest_float("x", 0, 1), trial.suggest_float("noise", 0, 1e-3)
+        if trial.number == 3:
+            raise optuna.TrialPruned()
+        return x + noise
+
+    study.optimize(objective, n_trials=12)
+    (summary,) = journals.summarize(path)
+    assert summary.states == {"COMPLETE": 11, "PRUNED": 1}
+    assert summary.best_number == study.best_trial.number and summary.best_params == study.best_trial.params
+    assert max(summary.importances, key=summary.importances.__getitem__) == "x"
+    assert journals.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "| s | 11 complete, 1 pruned |" in out and f"({study.best_trial.number}) | x " in out
+    with pytest.raises(SystemExit):
+        journals.main([str(tmp_path / "missing.log")])

@@ -798,21 +798,22 @@ def test_journal_summary(tmp_path, capsys):
 
     path = tmp_path / "search.log"
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    sampler = optuna.samplers.RandomSampler(seed=0)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize", sampler=sampler)
 
     def objective(trial: optuna.Trial) -> float:
-        x, noise = trial.suggest_float("x", 0, 1), trial.suggest_float("noise", 0, 1e-3)
+        x, _ = trial.suggest_float("x", 0, 1), trial.suggest_float("unused", 0, 1)
         if trial.number == 3:
             raise optuna.TrialPruned()
-        return x + noise
+        return x
 
-    study.optimize(objective, n_trials=12)
+    study.optimize(objective, n_trials=30)
     (summary,) = journals.summarize(path)
-    assert summary.states == {"COMPLETE": 11, "PRUNED": 1}
+    assert summary.states == {"COMPLETE": 29, "PRUNED": 1}
     assert summary.best_number == study.best_trial.number and summary.best_params == study.best_trial.params
     assert max(summary.importances, key=summary.importances.__getitem__) == "x"
     assert journals.main([str(path)]) == 0
     out = capsys.readouterr().out
-    assert "| s | 11 complete, 1 pruned |" in out and f"({study.best_trial.number}) | x " in out
+    assert "| s | 29 complete, 1 pruned |" in out and f"({study.best_trial.number}) | x " in out
     with pytest.raises(SystemExit):
         journals.main([str(tmp_path / "missing.log")])

@@ -1,7 +1,7 @@
 """
 What a search's Optuna journal holds, as a Markdown table: for every study in each journal file, the trials by
 state, the best trial's value and settings, and each parameter's importance (Optuna's PED-ANOVA evaluator, which
-needs no scikit-learn; computed on the completed trials, ``n/a`` with fewer than 2 of them).
+needs no scikit-learn; computed on the completed trials, ``n/a`` with fewer than 2 of them)::
 
     python -m sb3_jepa.zoo.journals docs/results/tuning/*.log
 

@@ -32,7 +32,7 @@ from stable_baselines3.common.vec_env import VecNormalize
 
 from sb3_jepa.common import successors
 from sb3_jepa.common.augmentation import ObservationAugmenter, check_augmentation
-from sb3_jepa.common.utils import check_optional_positive_int, check_positive_int
+from sb3_jepa.common.utils import check_bool, check_optional_positive_int, check_positive_int
 
 
 class JEPARolloutBufferSamples(NamedTuple):
@@ -154,12 +154,8 @@ class NextObservationMixin:
     ):
         self.segment_length = check_optional_positive_int("segment_length", segment_length)
         self.prediction_steps = check_positive_int("prediction_steps", prediction_steps)
-        if not isinstance(successors_in_minibatch, (bool, np.bool_)):
-            raise ValueError(f"successors_in_minibatch must be True or False, got {successors_in_minibatch!r}")
-        self.successors_in_minibatch = bool(successors_in_minibatch)
-        if not isinstance(with_rewards, (bool, np.bool_)):
-            raise ValueError(f"with_rewards must be True or False, got {with_rewards!r}")
-        self.with_rewards = bool(with_rewards)
+        self.successors_in_minibatch = check_bool("successors_in_minibatch", successors_in_minibatch)
+        self.with_rewards = check_bool("with_rewards", with_rewards)
         self.augment = check_augmentation(augment)
         self._segment_epoch = 0
         super().__init__(*args, **kwargs)

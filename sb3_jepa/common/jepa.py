@@ -376,6 +376,20 @@ class JEPAPredictor(ActionConditionedMLP):
         return self.mlp(z, action_features)
 
 
+def check_projection_arch(net_arch: Any) -> list[int] | None:
+    """
+    :param net_arch: the projection head's layer widths (``jepa_projection_arch``), or None
+    :return: the widths as a list of positive ints, or None, if there is at least one layer (its width is the
+        projection's size)
+    """
+    if net_arch is None:
+        return None
+    widths = check_net_arch("jepa_projection_arch", net_arch)
+    if not widths:
+        raise ValueError("jepa_projection_arch must be None or name at least one layer (the last is the projection)")
+    return widths
+
+
 class JEPAProjector(nn.Module):
     """
     The projection head P (SPR, BYOL): an MLP applied to the prediction ``W(z_t, a_t)`` and to the target
@@ -388,9 +402,9 @@ class JEPAProjector(nn.Module):
 
     def __init__(self, features_dim: int, net_arch: list[int]):
         super().__init__()
-        if not net_arch:
-            raise ValueError("jepa_projection_arch must name at least one layer (its last width is the projection's size)")
-        self.net = nn.Sequential(*create_mlp(features_dim, net_arch[-1], list(net_arch[:-1]), nn.ReLU))
+        widths = check_projection_arch(net_arch)
+        assert widths is not None, "a projection head has layers"
+        self.net = nn.Sequential(*create_mlp(features_dim, widths[-1], widths[:-1], nn.ReLU))
 
     def forward(self, z: th.Tensor) -> th.Tensor:
         return self.net(z)

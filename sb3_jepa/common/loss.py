@@ -145,14 +145,13 @@ def jepa_prediction_loss(
     :return: the loss, with the first step's prediction, target (both projected, with a projection head) and mask
     """
     prediction = policy.jepa_predictor(captured.batch, data.actions)  # W(z_t, a_t)
+    compared = projected(policy, prediction)  # what the loss compares: P(W(z_t, a_t)) with a projection head
     if target_mode == "ema" and prediction_steps == 1:
         target = projected_targets(policy, one_step_ema_target(policy, data), target_mode)
-        compared = projected(policy, prediction)
         value = masked_prediction_loss(compared, target, data.next_valid, loss)
         return PredictionLoss(value, compared, target, data.next_valid)
     targets = projected_targets(policy, target_rows(policy, data, captured, target_mode), target_mode)
     target = targets[data.next_index]  # z_{t+1}
-    compared = projected(policy, prediction)
     value = masked_prediction_loss(compared, target, data.next_valid, loss)
     if prediction_steps > 1:
         value = (value + later_steps_loss(policy, data, targets, prediction, prediction_steps, loss)) / prediction_steps

@@ -22,7 +22,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from sb3_jepa.common.augmentation import check_augmentation
 from sb3_jepa.common.buffers import JEPADictRolloutBuffer, JEPARolloutBuffer, NextObservationMixin, as_jepa_buffer
-from sb3_jepa.common.jepa import check_embedding_norm
+from sb3_jepa.common.jepa import check_embedding_norm, check_projection_arch
 from sb3_jepa.common.loss import (
     CapturedEmbeddings,
     JEPASamples,
@@ -35,7 +35,7 @@ from sb3_jepa.common.loss import (
 )
 from sb3_jepa.common.metrics import collapse_metrics, prediction_cosine
 from sb3_jepa.common.policies import JEPAPolicyMixin, as_jepa_policy
-from sb3_jepa.common.utils import check_finite_nonnegative, check_net_arch, check_positive_int, num_rows
+from sb3_jepa.common.utils import check_bool, check_finite_nonnegative, check_net_arch, check_positive_int, num_rows
 
 #: Keys of ``policy_kwargs`` that are set from the algorithm's own arguments
 _POLICY_KWARGS_FROM_ALGORITHM = (
@@ -135,9 +135,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         if isinstance(jepa_tau, bool) or not isinstance(jepa_tau, (int, float)) or not 0.0 < jepa_tau <= 1.0:
             raise ValueError(f"jepa_tau must be a number in (0, 1] (1 copies the encoder at every step), got {jepa_tau!r}")
         self.jepa_tau = float(jepa_tau)
-        if not isinstance(encoder_rl_grad, (bool, np.bool_)):
-            raise ValueError(f"encoder_rl_grad must be True or False, got {encoder_rl_grad!r}")
-        self.encoder_rl_grad = bool(encoder_rl_grad)
+        self.encoder_rl_grad = check_bool("encoder_rl_grad", encoder_rl_grad)
         self.predictor_net_arch = (
             None if predictor_net_arch is None else check_net_arch("predictor_net_arch", predictor_net_arch)
         )
@@ -148,11 +146,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self.jepa_embedding_norm = check_embedding_norm(jepa_embedding_norm)
         self.jepa_reward_coef = check_finite_nonnegative("jepa_reward_coef", jepa_reward_coef)
         self.augment_observations = check_augmentation(augment_observations)
-        self.jepa_projection_arch = (
-            None if jepa_projection_arch is None else check_net_arch("jepa_projection_arch", jepa_projection_arch)
-        )
-        if self.jepa_projection_arch == []:
-            raise ValueError("jepa_projection_arch must be None or name at least one layer (the last is the projection)")
+        self.jepa_projection_arch = check_projection_arch(jepa_projection_arch)
         if rollout_buffer_class is not None:
             as_jepa_buffer(rollout_buffer_class)  # raises for a class that is no RolloutBuffer
         for key in _POLICY_KWARGS_FROM_ALGORITHM:
@@ -178,8 +172,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         if self.jepa_prediction_steps > 1:
             self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "prediction_steps": self.jepa_prediction_steps}
         # getattr: models saved before 0.5 have no reward predictor
-        reward = getattr(self, "jepa_reward_coef", 0.0) > 0
         self.jepa_reward_coef = getattr(self, "jepa_reward_coef", 0.0)
+        reward = self.jepa_reward_coef > 0
         if reward:
             self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "with_rewards": True}
         # getattr: models saved before 0.5 have no augmentation

@@ -8,7 +8,6 @@ import functools
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch as th
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
@@ -31,12 +30,13 @@ from sb3_jepa.common.jepa import (
     JEPARewardPredictor,
     base_encoder_learns,
     check_embedding_norm,
+    check_projection_arch,
     cnn_encoder_class,
     default_predictor_arch,
     warn_if_encoder_has_no_parameters,
 )
 from sb3_jepa.common.loss import CapturedEmbeddings, check_target_mode
-from sb3_jepa.common.utils import check_net_arch, concat_observations, num_rows
+from sb3_jepa.common.utils import check_bool, check_net_arch, concat_observations, num_rows
 
 # Added to torch's initial seed to seed the predictor's initialisation (see JEPAPolicyMixin._build)
 _PREDICTOR_SEED_OFFSET = 0x4A455041
@@ -46,6 +46,15 @@ _PROJECTOR_SEED_OFFSET = 0x50524F4A
 #: Optimizers whose step the JEPA policies make multi-tensor (``foreach=True``) unless told otherwise: SB3's
 #: defaults (PPO: Adam, A2C: RMSprop), whose foreach step is bit for bit their per-tensor one
 FOREACH_OPTIMIZERS = (th.optim.Adam, th.optim.RMSprop)
+
+
+def _seed_own_stream(offset: int) -> None:
+    """
+    Seed torch's CPU generator from its initial seed plus ``offset`` (inside a ``fork_rng``, so that a module built
+    next has a stream of its own). The CPU generator only: ``th.manual_seed`` would also reseed CUDA's, which
+    ``fork_rng(devices=[])`` leaves alone.
+    """
+    th.default_generator.manual_seed((th.initial_seed() + offset) % 2**63)
 
 
 class JEPAPolicyMixin(ActorCriticPolicy):
@@ -84,14 +93,8 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         jepa_reward: bool = False,
         **kwargs: Any,
     ):
-        if not isinstance(jepa_reward, (bool, np.bool_)):
-            raise ValueError(f"jepa_reward must be True or False, got {jepa_reward!r}")
-        self.jepa_reward = bool(jepa_reward)
-        self.jepa_projection_arch = (
-            None if jepa_projection_arch is None else check_net_arch("jepa_projection_arch", jepa_projection_arch)
-        )
-        if self.jepa_projection_arch == []:
-            raise ValueError("jepa_projection_arch must be None or name at least one layer (the last is the projection)")
+        self.jepa_reward = check_bool("jepa_reward", jepa_reward)
+        self.jepa_projection_arch = check_projection_arch(jepa_projection_arch)
         self.jepa_target = check_target_mode(jepa_target)
         self.jepa_embedding_norm = check_embedding_norm(jepa_embedding_norm)
         self.predictor_net_arch = (
@@ -131,22 +134,21 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         # Its initialisation runs on a forked RNG so that it does not shift the random stream used by
         # everything after: with jepa_coef=0 a JEPA model reproduces plain SB3 bit for bit.
         with th.random.fork_rng(devices=[]):
-            # The CPU generator only (th.manual_seed would also reseed CUDA's, which fork_rng(devices=[]) leaves alone)
-            th.default_generator.manual_seed((th.initial_seed() + _PREDICTOR_SEED_OFFSET) % 2**63)
+            _seed_own_stream(_PREDICTOR_SEED_OFFSET)
             predictor_arch = (
                 default_predictor_arch(self.features_dim) if self.predictor_net_arch is None else self.predictor_net_arch
             )
             self.jepa_predictor = JEPAPredictor(
                 self.features_dim, self.action_space, predictor_arch, squash_output=self.squash_output
             )
-            # Seeded on its own, so that adding R changes no other initialisation (W's included)
-            th.default_generator.manual_seed((th.initial_seed() + _REWARD_SEED_OFFSET) % 2**63)
+            # Each seeded on its own, so that adding R or P changes no other initialisation (W's included)
+            _seed_own_stream(_REWARD_SEED_OFFSET)
             self.jepa_reward_predictor = (
                 JEPARewardPredictor(self.features_dim, self.action_space, predictor_arch, squash_output=self.squash_output)
                 if self.jepa_reward
                 else None
             )
-            th.default_generator.manual_seed((th.initial_seed() + _PROJECTOR_SEED_OFFSET) % 2**63)
+            _seed_own_stream(_PROJECTOR_SEED_OFFSET)
             self.jepa_projector = (
                 None if self.jepa_projection_arch is None else JEPAProjector(self.features_dim, self.jepa_projection_arch)
             )

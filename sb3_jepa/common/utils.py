@@ -39,6 +39,17 @@ def check_optional_positive_int(name: str, value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """
+    :param name: the argument's name, for the error message
+    :param value: the flag to check
+    :return: ``value`` as a bool, if it is a bool (numpy's included; not 0, 1 or a string)
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_choice(name: str, value: Any, choices: tuple[Any, ...]) -> Any:
     """
     :param name: the argument's name, for the error message

@@ -55,6 +55,8 @@ class WorldModel:
         self.predictor = predictor
         self.jepa_loss = check_jepa_loss(jepa_loss)
         self.ema = getattr(policy, "jepa_target", None) == "ema"
+        #: the projection head the loss compared through, or None
+        self.projector: Any = getattr(policy, "jepa_projector", None)
         # What pi() needs of the action space, on the model's device once (not a host-device copy per rollout step)
         space: Any = policy.action_space
         if isinstance(space, spaces.Box):
@@ -106,9 +108,8 @@ class WorldModel:
         :return: what the loss compared: ``z`` itself (``mse``) or its direction (``cosine``: L2-normalised), after the
             projection head where the policy has one
         """
-        projector = getattr(self.policy, "jepa_projector", None)
-        if projector is not None:
-            z = projector(z.reshape(-1, z.shape[-1])).reshape(*z.shape[:-1], -1)
+        if self.projector is not None:
+            z = self.projector(z.reshape(-1, z.shape[-1])).reshape(*z.shape[:-1], -1)
         return F.normalize(z, dim=-1) if self.jepa_loss == "cosine" else z
 
     # -- W --------------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from stable_baselines3.common.utils import explained_variance
 from torch.nn import functional as F
 
 from sb3_jepa.common.on_policy_algorithm import JEPAOnPolicyMixin
-from sb3_jepa.common.utils import check_optional_positive_int
+from sb3_jepa.common.utils import check_bool, check_optional_positive_int
 from sb3_jepa.ppo_jepa.policies import CnnPolicy, MlpPolicy, MultiInputPolicy
 
 SelfPPOJEPA = TypeVar("SelfPPOJEPA", bound="PPOJEPA")
@@ -172,9 +172,7 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
         _init_setup_model: bool = True,
     ):
         self.jepa_segment_length = check_optional_positive_int("jepa_segment_length", jepa_segment_length)
-        if not isinstance(jepa_in_minibatch_only, (bool, np.bool_)):
-            raise ValueError(f"jepa_in_minibatch_only must be True or False, got {jepa_in_minibatch_only!r}")
-        self.jepa_in_minibatch_only = bool(jepa_in_minibatch_only)
+        self.jepa_in_minibatch_only = check_bool("jepa_in_minibatch_only", jepa_in_minibatch_only)
         self._init_jepa(
             jepa_coef=jepa_coef,
             jepa_target=jepa_target,

@@ -204,7 +204,7 @@ def write_report(out: Path) -> Path:
         "averaged over variables (environments that report their state only). On the distractor testbeds, task "
         "R^2 and distractor R^2 split that mean between the task's variables and the distractors' (which the reward "
         "never depends on), and *z from distractors* is the fraction of the embedding's variance that a linear map "
-        "from the distractors' state explains, on held-out episodes (means over seeds, 95% bootstrap intervals over "
+        "from the distractors' state explains (adjusted R^2 on all rows; means over seeds, 95% bootstrap intervals over "
         "seeds)." + _probe_split_note(runs),
         "",
     ]

@@ -250,6 +250,10 @@ def test_action_encoder():
     binary = ActionEncoder(spaces.MultiBinary(3))
     th.testing.assert_close(binary(th.tensor([[1, 0, 1]])), th.tensor([[1.0, 0.0, 1.0]]))
     assert (box.dim, discrete.dim, multi.dim, binary.dim) == (2, 3, 5, 3)
+    # An action outside the space is refused, not encoded as another
+    for outside in (0.0, 4.0):
+        with pytest.raises(RuntimeError, match="out of bounds"):
+            discrete(th.tensor([[outside]]))
 
 
 def test_box_actions_reach_predictor_clipped():
@@ -313,3 +317,49 @@ def test_multistep_prediction_trains(target):
     assert any(not th.equal(p, q) for p, q in zip(model.policy.jepa_predictor.parameters(), predictor_before, strict=True))
     with pytest.raises(ValueError, match="jepa_prediction_steps must be"):
         PPOJEPA("MlpPolicy", "NoSuchEnv-v0", jepa_prediction_steps=0)
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_collapse_metrics_are_computed_when_read(tmp_path, monkeypatch, algo_cls):
+    # Computed for the logs SB3 writes (every log_interval-th iteration) and once when learn() returns, not at every
+    # update: A2C writes every 100 updates by default
+    import sb3_jepa.common.on_policy_algorithm as algorithm
+
+    calls = []
+    metrics = algorithm.collapse_metrics
+    monkeypatch.setattr(algorithm, "collapse_metrics", lambda z: calls.append(len(z)) or metrics(z))
+    model = algo_cls("MlpPolicy", "CartPole-v1", seed=0, **SMALL[algo_cls])
+    model.set_logger(configure(str(tmp_path), ["csv"]))
+    model.learn(10 * SMALL[algo_cls]["n_steps"], log_interval=4)
+    # 10 updates; dumps at iterations 4 and 8 (of the updates of iterations 3 and 7); the 10th when learn() returns
+    assert len(calls) == 3
+    with open(tmp_path / "progress.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 2 and all(float(row["jepa/effective_rank"]) >= 1 for row in rows)
+    assert model.logger.name_to_value["jepa/effective_rank"] >= 1
+    # Once per update: a second call records nothing
+    model.logger.dump()
+    model.record_jepa_metrics()
+    assert not any(key.startswith("jepa/") for key in model.logger.name_to_value)
+    assert len(calls) == 3
+
+
+def test_capture_leaves_no_hooks():
+    model = PPOJEPA("MlpPolicy", DummyVecEnv([CountingEnv]), seed=0, jepa_target="online", **SMALL[PPOJEPA])
+    batch = one_batch(model)
+    encoder = model.policy.jepa_encoder
+    model._jepa_train_stats.coef = 1.0
+    # Started twice (the first never ran), then run: one capture, and every hook removed by the encoder's pass
+    model._jepa_capture_start(batch)
+    model._jepa_capture_start(batch)
+    assert len(encoder._forward_hooks) == 1 and len(encoder._forward_pre_hooks) == 1
+    model.policy.evaluate_actions(batch.observations, batch.actions.long().flatten())
+    assert not encoder._forward_hooks and not encoder._forward_pre_hooks
+    captured = model.policy.jepa_capture_stop()
+    assert captured is not None and captured.extra is not None
+    # A later pass of the encoder is not captured, and a capture that saw no pass gives None
+    model.policy.evaluate_actions(batch.observations, batch.actions.long().flatten())
+    assert model.policy.jepa_capture_stop() is None
+    model.policy.jepa_capture_start()
+    assert model.policy.jepa_capture_stop() is None
+    assert not encoder._forward_hooks and not encoder._forward_pre_hooks

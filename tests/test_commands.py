@@ -33,7 +33,10 @@ def test_demo_compares_the_three_settings(tmp_path):
 
 @pytest.mark.slow
 def test_speed_benchmark_smoke():
-    output = run("-m", "benchmarks.speed", "--pairs", "a2c-mlp", "--timesteps", "512", "--repeats", "2").stdout
+    output = run(
+        "-m", "benchmarks.speed", "--pairs", "a2c-mlp", "--timesteps", "512", "--repeats", "2", "--clock", "process"
+    ).stdout
+    assert "clock=process" in output
     lines = [line for line in output.splitlines() if line.strip().startswith("a2c-mlp")]
     assert len(lines) == 1
     for line in lines:

@@ -370,17 +370,18 @@ class NextObservationMixin:
             self._terminal_stack,
             self.final_observations,
         )
+        # copy=False: these arrays are new, made for this sample (on CPU the tensors share their memory)
         fields: dict[str, Any] = dict(
-            next_valid=self.to_torch(valid[0].astype(np.float32)),
-            next_index=th.as_tensor(index[0], device=self.device),
-            next_extra_observations=self._map_obs(self.to_torch, extra),
+            next_valid=self.to_torch(valid[0].astype(np.float32), copy=False),
+            next_index=self.to_torch(index[0], copy=False),
+            next_extra_observations=self._map_obs(lambda array: self.to_torch(array, copy=False), extra),
         )
         if self.prediction_steps > 1:
             actions = self.actions[successors.action_rows(chains, n_rows)]
             fields.update(
-                multistep_index=th.as_tensor(index, device=self.device),
-                multistep_valid=self.to_torch(valid.astype(np.float32)),
-                multistep_actions=self.to_torch(actions.astype(np.float32)),
+                multistep_index=self.to_torch(index, copy=False),
+                multistep_valid=self.to_torch(valid.astype(np.float32), copy=False),
+                multistep_actions=self.to_torch(actions.astype(np.float32), copy=False),
             )
         if self.with_rewards:
             if self._flat_rewards is None or self._reward_valid is None:  # sampled without get()

@@ -50,6 +50,10 @@ class CollapseMetricsCallback(BaseCallback):
         self._record_update()
 
     def _record_update(self) -> None:
+        # The JEPA algorithms compute an update's jepa/ metrics when they are read (record_jepa_metrics)
+        record = getattr(self.model, "record_jepa_metrics", None)
+        if record is not None:
+            record()
         values = self.logger.name_to_value
         update = self.model._n_updates
         # Before the first update, and after an update already seen (training stopped early by a callback)

@@ -75,7 +75,7 @@ class CapturedEmbeddings:
     @property
     def batch(self) -> th.Tensor:
         """``z_t = E(s_t)`` of the batch's rows, with gradient"""
-        return self.rows[: self.n_batch]
+        return self.rows if len(self.rows) == self.n_batch else self.rows[: self.n_batch]
 
     @property
     def extra(self) -> th.Tensor | None:
@@ -151,7 +151,8 @@ def jepa_prediction_loss(
         value = masked_prediction_loss(compared, target, data.next_valid, loss)
         return PredictionLoss(value, compared, target, data.next_valid)
     targets = projected_targets(policy, target_rows(policy, data, captured, target_mode), target_mode)
-    target = targets[data.next_index]  # z_{t+1}
+    # index_select: the rows targets[next_index], through one kernel instead of advanced indexing's machinery
+    target = targets.index_select(0, data.next_index)  # z_{t+1}
     value = masked_prediction_loss(compared, target, data.next_valid, loss)
     if prediction_steps > 1:
         value = (value + later_steps_loss(policy, data, targets, prediction, prediction_steps, loss)) / prediction_steps
@@ -245,7 +246,7 @@ def later_steps_loss(
         prediction = policy.jepa_predictor(prediction, data.multistep_actions[step - 1])
         valid = data.multistep_valid[step]
         compared = projected(policy, prediction)
-        total = total + masked_prediction_loss(compared, targets[data.multistep_index[step]], valid, loss)
+        total = total + masked_prediction_loss(compared, targets.index_select(0, data.multistep_index[step]), valid, loss)
     return total
 
 

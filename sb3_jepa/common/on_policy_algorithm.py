@@ -7,7 +7,7 @@ the finite-loss check, the ``ema`` target update and the ``jepa/`` logs.
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch as th
@@ -15,7 +15,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.type_aliases import Schedule
+from stable_baselines3.common.type_aliases import MaybeCallback, Schedule
 from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -37,6 +37,8 @@ from sb3_jepa.common.metrics import collapse_metrics, prediction_cosine
 from sb3_jepa.common.policies import JEPAPolicyMixin, as_jepa_policy
 from sb3_jepa.common.utils import check_bool, check_finite_nonnegative, check_net_arch, check_positive_int, num_rows
 
+SelfJEPAOnPolicy = TypeVar("SelfJEPAOnPolicy", bound="JEPAOnPolicyMixin")
+
 #: Keys of ``policy_kwargs`` that are set from the algorithm's own arguments
 _POLICY_KWARGS_FROM_ALGORITHM = (
     "jepa_target",
@@ -56,10 +58,11 @@ class _TrainStats:
     losses: list[th.Tensor] = field(default_factory=list)
     #: detached reward predictor losses of the minibatches, when it is on
     reward_losses: list[th.Tensor] = field(default_factory=list)
-    #: VICReg (variance, covariance) terms, when they are on
-    vicreg: list[tuple[float, float]] = field(default_factory=list)
+    #: detached VICReg (variance, covariance) terms of the minibatches, when they are on
+    vicreg: list[th.Tensor] = field(default_factory=list)
+    #: the last minibatch's embeddings, for the collapse metrics (not detached: the metrics detach them)
     last_embeddings: th.Tensor | None = None
-    #: the last minibatch's prediction, target and mask (detached), for ``jepa/pred_cosine``
+    #: the last minibatch's prediction, target and mask, for ``jepa/pred_cosine`` (which detaches them)
     last_prediction: PredictionLoss | None = None
 
 
@@ -153,10 +156,17 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             if policy_kwargs is not None and key in policy_kwargs:
                 raise ValueError(f"Pass {key} as an argument of {type(self).__name__}, not in policy_kwargs")
         self._jepa_train_stats = _TrainStats()
+        self._jepa_unrecorded: _TrainStats | None = None
         self._jepa_collecting_into: RolloutBuffer | None = None
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_jepa_train_stats", "_jepa_collecting_into", "_jepa_encoder_mixes_rows"]
+        return [
+            *super()._excluded_save_params(),
+            "_jepa_train_stats",
+            "_jepa_unrecorded",
+            "_jepa_collecting_into",
+            "_jepa_encoder_mixes_rows",
+        ]
 
     def _setup_model(self) -> None:
         is_dict = isinstance(self.observation_space, spaces.Dict)
@@ -203,6 +213,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self._jepa_encoder_mixes_rows = any(isinstance(m, _BatchNorm) for m in self.policy.jepa_encoder.modules())
         # Loaded models skip __init__'s _init_jepa: give them the transient state too
         self._jepa_train_stats = _TrainStats()
+        self._jepa_unrecorded = None
         self._jepa_collecting_into = None
 
     def _maybe_recommend_cpu(self, mlp_class_name: str = "ActorCriticPolicy") -> None:
@@ -285,28 +296,33 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             )
         stats = self._jepa_train_stats
         z = captured.batch
-        stats.last_embeddings = z.detach()
+        stats.last_embeddings = z  # detached when logged, as are the other statistics: nothing extra per minibatch
         uses_vicreg = self.jepa_vicreg_var_coef > 0 or self.jepa_vicreg_cov_coef > 0
         if stats.coef == 0.0 and not uses_vicreg and self.jepa_reward_coef == 0.0:
             # Exactly SB3's loss: nothing is added to the graph, so jepa_coef=0 reproduces A2C/PPO bit for bit
             return loss
-        extra_loss = th.zeros((), device=z.device)
+        # The terms added to SB3's loss, summed in this order
+        terms = []
         if stats.coef > 0.0:
             jepa = jepa_prediction_loss(
                 self.policy, rollout_data, captured, self.jepa_target, self.jepa_prediction_steps, self.jepa_loss
             )
-            stats.last_prediction = PredictionLoss(*(t.detach() for t in jepa))
-            extra_loss = stats.coef * jepa.loss
+            stats.last_prediction = jepa
+            terms.append(stats.coef * jepa.loss)
         if uses_vicreg:
             variance, covariance = vicreg_terms(z.flatten(1))
-            extra_loss = extra_loss + self.jepa_vicreg_var_coef * variance + self.jepa_vicreg_cov_coef * covariance
-            stats.vicreg.append((variance.item(), covariance.item()))
+            terms += [self.jepa_vicreg_var_coef * variance, self.jepa_vicreg_cov_coef * covariance]
+            stats.vicreg.append(th.stack([variance, covariance]).detach())
         if self.jepa_reward_coef > 0.0:
             reward_loss = reward_prediction_loss(self.policy, rollout_data, captured)
-            extra_loss = extra_loss + self.jepa_reward_coef * reward_loss
+            terms.append(self.jepa_reward_coef * reward_loss)
+        extra_loss = terms[0]
+        for term in terms[1:]:
+            extra_loss = extra_loss + term
+        # One host sync per minibatch (a no-op on CPU; beside the four of SB3's own PPO loop on GPU), so that a
+        # non-finite loss is raised before backward() and the optimizer step: the weights stay as they were
         value = extra_loss.item()
         if not math.isfinite(value):
-            # Raised before backward() and the optimizer step: the weights stay as they were
             raise FloatingPointError(
                 f"The JEPA loss is {value} (jepa_coef={stats.coef}, jepa_reward_coef={self.jepa_reward_coef}): the "
                 "embeddings or the predictors diverged. "
@@ -324,24 +340,64 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             self.policy.jepa_update_target(self.jepa_tau)
 
     def _jepa_log(self) -> None:
-        """End of ``train()``: log the ``jepa/`` metrics through SB3's logger."""
-        stats = self._jepa_train_stats
+        """
+        End of ``train()``: keep this update's statistics for :meth:`record_jepa_metrics`, which computes the ``jepa/``
+        metrics from them when they are read: before SB3 writes its logs (:meth:`dump_logs`), when a
+        :class:`~sb3_jepa.common.callbacks.CollapseMetricsCallback` records an update, and when ``learn()`` returns.
+        The collapse metrics cost an eigendecomposition (about 0.25 ms on 64 x 64 embeddings), as much as a whole A2C
+        update of a small policy, and A2C writes its logs every 100 updates by default: computed at every update,
+        99 of 100 were never read.
+        """
+        self._jepa_unrecorded = self._jepa_train_stats
+
+    def record_jepa_metrics(self) -> None:
+        """
+        Record the ``jepa/`` metrics of the last update in the logger (``jepa/coef``, ``jepa/loss``, the collapse
+        metrics of its last minibatch's embeddings, ``jepa/pred_cosine``, ...; the README's "Logged metrics"), once
+        per update: a second call before the next update records nothing. SB3's log writing, the
+        ``CollapseMetricsCallback`` and ``learn()`` call it; call it yourself after a ``train()`` of your own.
+        """
+        stats, self._jepa_unrecorded = self._jepa_unrecorded, None
+        if stats is None:
+            return
         self.logger.record("jepa/coef", stats.coef)
         if stats.losses:
             self.logger.record("jepa/loss", th.stack(stats.losses).mean().item())
         if stats.reward_losses:
             self.logger.record("jepa/reward_loss", th.stack(stats.reward_losses).mean().item())
         if stats.vicreg:
-            variance, covariance = np.mean(stats.vicreg, axis=0)
-            self.logger.record("jepa/vicreg_variance", float(variance))
-            self.logger.record("jepa/vicreg_covariance", float(covariance))
+            variance, covariance = th.stack(stats.vicreg).mean(dim=0).tolist()
+            self.logger.record("jepa/vicreg_variance", variance)
+            self.logger.record("jepa/vicreg_covariance", covariance)
         if stats.last_prediction is not None:
             last = stats.last_prediction
             self.logger.record("jepa/pred_cosine", prediction_cosine(last.prediction, last.target, last.mask))
         if stats.last_embeddings is not None and stats.last_embeddings.shape[0] >= 2:
             for name, value in collapse_metrics(stats.last_embeddings.flatten(1)).items():
                 self.logger.record(f"jepa/{name}", value)
-        stats.last_embeddings = stats.last_prediction = None
+
+    def dump_logs(self, iteration: int = 0) -> None:
+        """
+        SB3's ``dump_logs``, after recording the ``jepa/`` metrics of the last update (:meth:`record_jepa_metrics`).
+
+        :param iteration: the logging iteration
+        """
+        self.record_jepa_metrics()
+        super().dump_logs(iteration)
+
+    def learn(
+        self: SelfJEPAOnPolicy,
+        total_timesteps: int,
+        callback: MaybeCallback = None,
+        log_interval: int = 1,
+        tb_log_name: str = "OnPolicyAlgorithm",
+        reset_num_timesteps: bool = True,
+        progress_bar: bool = False,
+    ) -> SelfJEPAOnPolicy:
+        model = super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+        # The last update's metrics, in the logger when learn() returns (no dump follows the last train())
+        self.record_jepa_metrics()
+        return model
 
     def plan(self, obs: Any, goal_obs: Any, **kwargs: Any) -> np.ndarray:
         """

@@ -57,6 +57,59 @@ def _seed_own_stream(offset: int) -> None:
     th.default_generator.manual_seed((th.initial_seed() + offset) % 2**63)
 
 
+class _EncoderCapture:
+    """
+    One-shot hooks on the encoder that capture its next pass (:meth:`JEPAPolicyMixin.jepa_capture_start`). A plain
+    object with slots, kept by the policy for its lifetime: arming and disarming it once per minibatch costs two
+    hook registrations and a few attribute writes, not ``nn.Module.__setattr__`` calls and new closures.
+    """
+
+    __slots__ = ("captured", "detach", "extra", "handles", "n_batch")
+
+    def __init__(self) -> None:
+        self.detach = False
+        self.extra: PyTorchObs | None = None
+        self.n_batch: int | None = None
+        self.captured: CapturedEmbeddings | None = None
+        self.handles: tuple[RemovableHandle, ...] = ()
+
+    def start(self, encoder: nn.Module, detach: bool, extra: PyTorchObs | None) -> None:
+        """
+        :param encoder: the encoder whose next pass to capture
+        :param detach: hand the rest of the policy a detached ``z``
+        :param extra: preprocessed observations to append to that pass's input, or None
+        """
+        self.detach, self.extra, self.n_batch, self.captured = detach, extra, None, None
+        # The pre-hook only where extras ride along: one hook less to register, call and remove per minibatch
+        hook = encoder.register_forward_hook(self.hook)
+        self.handles = (hook,) if extra is None else (encoder.register_forward_pre_hook(self.pre_hook), hook)
+
+    def stop(self) -> CapturedEmbeddings | None:
+        """:return: what was captured since :meth:`start` (None if the encoder did not run); the hooks are removed"""
+        self._remove()
+        captured, self.captured, self.extra = self.captured, None, None
+        return captured
+
+    def _remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+        self.handles = ()
+
+    def pre_hook(self, module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+        assert self.extra is not None  # registered only then
+        (observations,) = args
+        self.n_batch = num_rows(observations)
+        return (concat_observations(observations, self.extra),)
+
+    def hook(self, module: nn.Module, args: Any, output: th.Tensor) -> th.Tensor | None:
+        # One shot: only the first encoder pass (the one of evaluate_actions) is captured
+        self._remove()
+        n_batch = len(output) if self.n_batch is None else self.n_batch
+        self.captured = CapturedEmbeddings(rows=output, n_batch=n_batch)
+        own_rows = output if self.n_batch is None else output[:n_batch]
+        return own_rows.detach() if self.detach else own_rows
+
+
 class JEPAPolicyMixin(ActorCriticPolicy):
     """
     Turns an ``ActorCriticPolicy`` (SB3's or the user's own subclass) into a JEPA policy. The encoder E is
@@ -100,8 +153,7 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         self.predictor_net_arch = (
             None if predictor_net_arch is None else check_net_arch("predictor_net_arch", predictor_net_arch)
         )
-        self._jepa_hook: tuple[RemovableHandle, ...] | None = None
-        self._jepa_captured: list[CapturedEmbeddings] | None = None
+        self._jepa_capture = _EncoderCapture()
         super().__init__(*args, **kwargs)
         warn_if_encoder_has_no_parameters(self.jepa_encoder)
 
@@ -197,47 +249,18 @@ class JEPAPolicyMixin(ActorCriticPolicy):
             cheaper, and consistent under BatchNorm). Their embeddings are captured as ``extra``; the rest of the
             policy only sees the rows of its own batch.
         """
-        self.jepa_capture_stop()
-        captured: list[CapturedEmbeddings] = []
+        self._jepa_capture.stop()
         extra = None
         if extra_observations is not None:
             extra = preprocess_obs(extra_observations, self.observation_space, normalize_images=self.normalize_images)
-        n_rows: list[int] = []
-
-        def pre_hook(module: nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-            assert extra is not None  # registered only then
-            (observations,) = args
-            n_rows.append(num_rows(observations))
-            return (concat_observations(observations, extra),)
-
-        def hook(module: nn.Module, args: Any, output: th.Tensor) -> th.Tensor | None:
-            # One shot: only the first encoder pass (the one of evaluate_actions) is captured
-            self._remove_jepa_hook()
-            captured.append(CapturedEmbeddings(rows=output, n_batch=n_rows[0] if n_rows else len(output)))
-            own_rows = output[: n_rows[0]] if n_rows else output
-            return own_rows.detach() if detach_encoder else own_rows
-
-        self._jepa_captured = captured
-        # The pre-hook only where extras ride along: one hook less to register, call and remove per minibatch
-        self._jepa_hook = (
-            *(() if extra is None else (self.jepa_encoder.register_forward_pre_hook(pre_hook),)),
-            self.jepa_encoder.register_forward_hook(hook),
-        )
+        self._jepa_capture.start(self.jepa_encoder, detach_encoder, extra)
 
     def jepa_capture_stop(self) -> CapturedEmbeddings | None:
         """
         :return: the embeddings captured since :meth:`jepa_capture_start`: the batch's rows and, when
             ``extra_observations`` were given, theirs; None if the encoder did not run
         """
-        self._remove_jepa_hook()
-        captured, self._jepa_captured = self._jepa_captured, None
-        return captured[0] if captured else None
-
-    def _remove_jepa_hook(self) -> None:
-        if self._jepa_hook is not None:
-            for handle in self._jepa_hook:
-                handle.remove()
-            self._jepa_hook = None
+        return self._jepa_capture.stop()
 
     def jepa_encode(self, obs: PyTorchObs, target: bool = False) -> th.Tensor:
         """

@@ -174,7 +174,13 @@ PROFILE_GROUPS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
         (("sb3_jepa/common/loss.py", "masked_prediction_loss"), ("sb3_jepa/common/loss.py", "later_steps_loss")),
     ),
     "finite check, VICReg, statistics": ("jepa", (("sb3_jepa/common/on_policy_algorithm.py", "_jepa_add_loss"),)),
-    "metrics and logs (_jepa_log)": ("jepa", (("sb3_jepa/common/on_policy_algorithm.py", "_jepa_log"),)),
+    "metrics and logs (when read: record_jepa_metrics)": (
+        "jepa",
+        (
+            ("sb3_jepa/common/on_policy_algorithm.py", "_jepa_log"),
+            ("sb3_jepa/common/on_policy_algorithm.py", "record_jepa_metrics"),
+        ),
+    ),
     "EMA target update": ("jepa", (("sb3_jepa/common/on_policy_algorithm.py", "_jepa_after_step"),)),
     "backward (extra graph)": ("extra", (("torch/autograd/__init__.py", "backward"),)),
     "optimizer step (extra parameters)": ("extra", (("torch/optim/optimizer.py", "wrapper"),)),

@@ -15,7 +15,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from stable_baselines3.common.type_aliases import MaybeCallback, Schedule
+from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.common.utils import FloatSchedule
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -385,16 +385,15 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self.record_jepa_metrics()
         super().dump_logs(iteration)
 
-    def learn(
-        self: SelfJEPAOnPolicy,
-        total_timesteps: int,
-        callback: MaybeCallback = None,
-        log_interval: int = 1,
-        tb_log_name: str = "OnPolicyAlgorithm",
-        reset_num_timesteps: bool = True,
-        progress_bar: bool = False,
-    ) -> SelfJEPAOnPolicy:
-        model = super().learn(total_timesteps, callback, log_interval, tb_log_name, reset_num_timesteps, progress_bar)
+    def learn(self: SelfJEPAOnPolicy, *args: Any, **kwargs: Any) -> SelfJEPAOnPolicy:
+        """
+        SB3's ``learn()`` (the algorithm's arguments, A2C's and PPO's defaults), then :meth:`record_jepa_metrics`.
+
+        :param args: the positional arguments of ``learn()``
+        :param kwargs: its keyword arguments
+        :return: the trained model
+        """
+        model = super().learn(*args, **kwargs)
         # The last update's metrics, in the logger when learn() returns (no dump follows the last train())
         self.record_jepa_metrics()
         return model

@@ -15,6 +15,7 @@ from stable_baselines3.common.vec_env import VecFrameStack
 from sb3_jepa import PPOJEPA, SmallImageCNN
 from sb3_jepa.envs import (
     DISTRACTOR_CARTPOLE_IDS,
+    DISTRACTOR_FREE_CARTPOLE_ID,
     DISTRACTOR_TWO_ROOMS_IDS,
     PIXEL_CARTPOLE_ID,
     TWO_ROOMS_DISCRETE_ID,
@@ -403,9 +404,30 @@ def test_distractor_cartpole_is_cartpole_plus_distractors(env_id, kind):
     np.testing.assert_array_equal(again, first)
 
 
+def test_the_distractor_free_reference_is_cartpole_reporting_its_state():
+    env, plain = gym.make(DISTRACTOR_FREE_CARTPOLE_ID), gym.make("CartPole-v1")
+    check_env(env.unwrapped, skip_render_check=True)
+    obs, info = env.reset(seed=5)
+    assert obs.shape == (4,) and env.observation_space == plain.observation_space
+    np.testing.assert_array_equal(info["state"], obs)
+    assert info["distractor_state"].shape == (0,)
+    plain.reset()
+    plain.unwrapped.state = obs.astype(np.float64)
+    for action in [0, 1, 1, 0, 1]:
+        obs, reward, terminated, _, info = env.step(action)
+        expected, expected_reward, expected_terminated, _, _ = plain.step(action)
+        np.testing.assert_allclose(obs, expected, rtol=1e-6)
+        np.testing.assert_array_equal(info["state"], obs)
+        assert (reward, terminated) == (expected_reward, expected_terminated)
+
+
 def test_distractor_cartpole_refuses_bad_settings():
-    with pytest.raises(ValueError, match=r"kind must be one of \('predictable', 'noise'\), got 'random'"):
+    with pytest.raises(
+        ValueError, match=r"kind must be one of \('predictable', 'noise'\) or None \(no distractors\), got 'random'"
+    ):
         DistractorCartPoleEnv(kind="random")
+    with pytest.raises(ValueError, match="kind=None has no distractors: n_distractors must be 0, got 8"):
+        DistractorCartPoleEnv(kind=None)
     with pytest.raises(ValueError, match="n_distractors must be an integer >= 1, got 0"):
         DistractorCartPoleEnv(n_distractors=0)
     assert gym.make("CartPoleDistractorsNoise-v1", n_distractors=3).observation_space.shape == (7,)
@@ -506,5 +528,5 @@ def test_distractor_testbeds_have_the_zoo_settings_of_their_task(algo):
     entries = yaml.safe_load(config_path(algo).read_text())
     for env_id in DISTRACTOR_TWO_ROOMS_IDS:
         assert entries[env_id] == entries[TWO_ROOMS_DISCRETE_ID], env_id
-    for env_id in DISTRACTOR_CARTPOLE_IDS:
+    for env_id in [*DISTRACTOR_CARTPOLE_IDS, DISTRACTOR_FREE_CARTPOLE_ID]:
         assert entries[env_id] == entries["CartPole-v1"], env_id

@@ -10,7 +10,8 @@ Pixel testbeds, registered as gymnasium ids when ``sb3_jepa`` is imported:
   :mod:`sb3_jepa.envs.two_rooms`).
 - ``CartPoleDistractorsPredictable-v1`` and ``CartPoleDistractorsNoise-v1``: CartPole-v1 with 8 appended dimensions
   the reward never depends on, moving as a fixed linear system or drawn as i.i.d. noise (``n_distractors=`` for
-  another count; see :mod:`sb3_jepa.envs.distractors`).
+  another count; see :mod:`sb3_jepa.envs.distractors`), and ``CartPoleDistractorsNone-v1``, the reference without
+  them: CartPole-v1 itself, reporting its state in ``info["state"]`` for the probes.
 - ``MinAtar/<Game>-v1``: the MinAtar games, when the optional ``minatar`` package is installed (its ids are
   registered here if MinAtar has not done it).
 """
@@ -28,6 +29,8 @@ TWO_ROOMS_DISCRETE_ID = "TwoRoomsDiscrete-v0"
 TWO_ROOMS_STEPS = 200
 #: The distractor testbeds: id -> kind
 DISTRACTOR_CARTPOLE_IDS = {"CartPoleDistractorsPredictable-v1": "predictable", "CartPoleDistractorsNoise-v1": "noise"}
+#: Their reference: the same env without distractors (CartPole-v1 that reports its state)
+DISTRACTOR_FREE_CARTPOLE_ID = "CartPoleDistractorsNone-v1"
 DISTRACTOR_TWO_ROOMS_IDS = {
     "TwoRoomsDiscreteDistractorsPredictable-v0": "predictable",
     "TwoRoomsDiscreteDistractorsNoise-v0": "noise",
@@ -42,6 +45,13 @@ _TESTBEDS: tuple[tuple[str, str, int, float | None, dict], ...] = (
     *(
         (env_id, "sb3_jepa.envs.distractors:DistractorCartPoleEnv", 500, 475.0, dict(kind=kind))
         for env_id, kind in DISTRACTOR_CARTPOLE_IDS.items()
+    ),
+    (
+        DISTRACTOR_FREE_CARTPOLE_ID,
+        "sb3_jepa.envs.distractors:DistractorCartPoleEnv",
+        500,
+        475.0,
+        dict(kind=None, n_distractors=0),
     ),
     *(
         (env_id, "sb3_jepa.envs.two_rooms:TwoRoomsEnv", TWO_ROOMS_STEPS, None, dict(discrete=True, distractors=kind))
@@ -71,6 +81,7 @@ def register_envs() -> None:
 
 __all__ = [
     "DISTRACTOR_CARTPOLE_IDS",
+    "DISTRACTOR_FREE_CARTPOLE_ID",
     "DISTRACTOR_TWO_ROOMS_IDS",
     "PIXEL_CARTPOLE_ID",
     "TWO_ROOMS_DISCRETE_ID",

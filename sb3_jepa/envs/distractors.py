@@ -8,7 +8,8 @@ observation dimensions that the reward never depends on, of one of two kinds:
 - ``noise``: i.i.d. uniform on ``[-1, 1]`` at every step: nothing in it can be predicted.
 
 ``info["state"]`` holds CartPole's 4 state variables then the distractors (``info["distractor_state"]`` the
-distractors alone), so that probes can score the task variables and each kind of distractor separately.
+distractors alone), so that probes can score the task variables and each kind of distractor separately. With
+``kind=None`` there are none: CartPole-v1 itself, reporting its state, the reference the probes compare with.
 """
 
 from typing import Any
@@ -47,18 +48,22 @@ class DistractorCartPoleEnv(gym.Env):
     """
     CartPole-v1 whose observation is ``concat(cartpole_state, distractors)``.
 
-    :param kind: one of :data:`DISTRACTOR_KINDS`
-    :param n_distractors: appended dimensions (>= 1)
+    :param kind: one of :data:`DISTRACTOR_KINDS`, or None: no distractors (CartPole-v1 with ``info["state"]``, the
+        reference; ``n_distractors`` must then be 0)
+    :param n_distractors: appended dimensions (>= 1; 0 with ``kind=None``)
     :param dynamics_seed: the seed of the predictable kind's rotation angles (the same task for every episode seed)
     """
 
     metadata = {"render_modes": []}
 
-    def __init__(self, kind: str = "noise", n_distractors: int = 8, dynamics_seed: int = 0):
+    def __init__(self, kind: str | None = "noise", n_distractors: int = 8, dynamics_seed: int = 0):
         super().__init__()
-        if kind not in DISTRACTOR_KINDS:
-            raise ValueError(f"kind must be one of {DISTRACTOR_KINDS}, got {kind!r}")
-        if isinstance(n_distractors, bool) or not isinstance(n_distractors, (int, np.integer)) or n_distractors < 1:
+        if kind is not None and kind not in DISTRACTOR_KINDS:
+            raise ValueError(f"kind must be one of {DISTRACTOR_KINDS} or None (no distractors), got {kind!r}")
+        if kind is None and n_distractors != 0:
+            raise ValueError(f"kind=None has no distractors: n_distractors must be 0, got {n_distractors!r}")
+        fewest = 0 if kind is None else 1
+        if isinstance(n_distractors, bool) or not isinstance(n_distractors, (int, np.integer)) or n_distractors < fewest:
             raise ValueError(f"n_distractors must be an integer >= 1, got {n_distractors!r}")
         self.kind, self.n_distractors = kind, int(n_distractors)
         self.cartpole = gym.make("CartPole-v1").unwrapped
@@ -82,7 +87,9 @@ class DistractorCartPoleEnv(gym.Env):
         super().reset(seed=seed)
         # CartPole drawn from this env's generator, so that one seed fixes the task and the distractors
         task, info = self.cartpole.reset(seed=int(self.np_random.integers(2**31)))
-        if self.kind == "predictable":
+        if self.kind is None:
+            self.distractors = np.zeros(0)
+        elif self.kind == "predictable":
             # A point on each circle of radius in [0.5, 1]: bounded by 1 forever, since rotations keep the norm
             angles = self.np_random.uniform(0, 2 * np.pi, size=(self.n_distractors + 1) // 2)
             radii = self.np_random.uniform(0.5, 1.0, size=len(angles))
@@ -94,6 +101,7 @@ class DistractorCartPoleEnv(gym.Env):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         task, reward, terminated, truncated, info = self.cartpole.step(action)
-        self.distractors = self.dynamics @ self.distractors if self.kind == "predictable" else self._draw_noise()
+        if self.kind is not None:
+            self.distractors = self.dynamics @ self.distractors if self.kind == "predictable" else self._draw_noise()
         observation, info = self._observe(task, info)
         return observation, float(reward), terminated, truncated, info

@@ -7,11 +7,16 @@ invocation (A B, B A, A B...) so that the shared machine's noise hits both alike
     python -m benchmarks.speed --pairs ppo-cnn --target ema --timesteps 8192 --repeats 5
     python -m benchmarks.speed --device cuda
     python -m benchmarks.speed --profile --pairs ppo-mlp     # where JEPA's extra time goes (cProfile, grouped)
+    python -m benchmarks.speed --update --pairs ppo-mlp      # the update alone: train() on one fixed rollout
 
 Pairs: ``a2c-cnn`` / ``ppo-cnn`` (CnnPolicy on an ALE game, 8 envs, rl-zoo3's Atari settings) and
 ``a2c-mlp`` / ``ppo-mlp`` (MlpPolicy on CartPole-v1). For each pair it prints the median over repeats of the
 wall-time ratio JEPA/plain, both throughputs (steps/s), and the JEPA buffer's extra bytes relative to SB3's own
 arrays, measured at the end of every rollout: the largest ratio seen and the mean.
+
+``--update`` times the update alone: each side collects one rollout, then ``train()`` runs again and again on it from
+the same weights and optimizer state, the sides interleaved; it prints the median ratio, the smallest time of each
+side and the JEPA side's extra time per minibatch (the rollouts, with their own noise, are left out).
 
 ``--profile`` runs each side of a pair once more under cProfile and prints, per pair, where the JEPA side's extra
 time goes (:data:`PROFILE_GROUPS`): time in the JEPA functions themselves, and for the functions both sides call
@@ -20,6 +25,7 @@ cProfile's per-call overhead inflates Python-heavy parts, so read the shares, no
 """
 
 import argparse
+import copy
 import cProfile
 import pstats
 import statistics
@@ -34,6 +40,7 @@ from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_atari_env, make_vec_env
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
 from sb3_jepa import A2CJEPA, PPOJEPA, JEPAFeaturesExtractor
@@ -140,6 +147,60 @@ def timed_run(pair: Pair, jepa: bool, args: argparse.Namespace, seed: int) -> tu
     memory.record()
     env.close()
     return elapsed, memory
+
+
+def update_times(pair: Pair, args: argparse.Namespace) -> tuple[list[float], dict[bool, list[float]], int]:
+    """
+    Time ``train()`` alone: each side learns one rollout, then trains on it again from the same weights and
+    optimizer state, the sides interleaved (``args.repeats`` pairs), each timing repeating ``train()`` until it lasts
+    about 0.2 s.
+
+    :param pair: the pair
+    :param args: the benchmark's arguments
+    :return: the JEPA/plain ratios, each side's seconds per ``train()``, and the minibatches per ``train()``
+    """
+    models: dict[bool, OnPolicyAlgorithm] = {}
+    saved = {}
+    for jepa in (False, True):
+        env = pair.make_env(0)
+        kwargs = dict(pair.kwargs, seed=0, device=args.device)
+        model = (
+            pair.jepa(pair.policy, env, **kwargs)
+            if jepa
+            else pair.plain(pair.policy, env, policy_kwargs=pair.plain_policy_kwargs, **kwargs)
+        )
+        assert isinstance(model, OnPolicyAlgorithm)
+        model.learn(model.n_steps * model.n_envs)  # one rollout, one update
+        models[jepa] = model
+        saved[jepa] = copy.deepcopy((model.policy.state_dict(), model.policy.optimizer.state_dict()))
+    clock = CLOCKS[args.clock]
+
+    def one_train(jepa: bool) -> float:
+        model = models[jepa]
+        model.policy.load_state_dict(saved[jepa][0])
+        model.policy.optimizer.load_state_dict(saved[jepa][1])
+        start = clock()
+        model.train()
+        return clock() - start
+
+    inner = max(1, int(0.2 / max(one_train(False), 1e-6)))
+
+    def timed(jepa: bool) -> float:
+        return sum(one_train(jepa) for _ in range(inner)) / inner
+
+    times: dict[bool, list[float]] = {False: [], True: []}
+    ratios = []
+    for repeat in range(args.repeats):
+        for jepa in [False, True] if repeat % 2 == 0 else [True, False]:
+            times[jepa].append(timed(jepa))
+        ratios.append(times[True][-1] / times[False][-1])
+    model = models[False]
+    rows = model.n_steps * model.n_envs
+    batch = getattr(model, "batch_size", None) or rows
+    minibatches = getattr(model, "n_epochs", 1) * -(-rows // batch)
+    for model in models.values():
+        model.get_env().close()  # type: ignore[union-attr]
+    return ratios, times, minibatches
 
 
 #: The profile's groups: name -> (kind, functions as (path suffix, function name)). ``jepa``: cumulative time of
@@ -253,6 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--clock", default="wall", choices=sorted(CLOCKS), help="what a run's time is (see CLOCKS)")
     parser.add_argument("--profile", action="store_true", help="also print where JEPA's extra time goes (cProfile)")
+    parser.add_argument("--update", action="store_true", help="time the update alone: train() on one fixed rollout")
     args = parser.parse_args(argv)
     available = pairs(args.atari_id)
     unknown = [name for name in args.pairs if name not in available]
@@ -267,6 +329,18 @@ def main(argv: list[str] | None = None) -> None:
         f"device={args.device} target={args.target or 'default'} timesteps={args.timesteps} repeats={args.repeats} "
         f"clock={args.clock}"
     )
+    if args.update:
+        for name in args.pairs:
+            ratios, update_seconds, minibatches = update_times(available[name], args)
+            plain, jepa = min(update_seconds[False]), min(update_seconds[True])
+            print(
+                f"{name}: train() JEPA/plain median {statistics.median(ratios):.3f} "
+                f"({' '.join(f'{r:.3f}' for r in ratios)}); smallest plain {1e6 * plain / minibatches:.0f} us, "
+                f"JEPA {1e6 * jepa / minibatches:.0f} us per minibatch ({minibatches} per update): extra "
+                f"{1e6 * (jepa - plain) / minibatches:.0f} us",
+                flush=True,
+            )
+        return
     columns = ["pair", "median JEPA/plain", "ratios", "plain steps/s", "JEPA steps/s", "extra bytes max", "mean"]
     widths = [8, 17, 40, 13, 12, 15, 6]
     print(" | ".join(f"{c:>{w}}" for c, w in zip(columns, widths, strict=True)))

@@ -45,6 +45,14 @@ def test_speed_benchmark_smoke():
 
 
 @pytest.mark.slow
+def test_speed_benchmark_update_only_smoke():
+    output = run("-m", "benchmarks.speed", "--update", "--pairs", "a2c-mlp", "--repeats", "2", "--clock", "process").stdout
+    (line,) = [line for line in output.splitlines() if line.startswith("a2c-mlp: train() JEPA/plain median")]
+    assert "per minibatch (1 per update): extra" in line
+    assert 0.0 < float(line.split("median ")[1].split()[0]) < 10.0
+
+
+@pytest.mark.slow
 def test_startup_benchmark_smoke():
     output = run("-m", "benchmarks.startup", "--repeats", "2").stdout
     assert "import of sb3_jepa_zoo_hook at start" in output and "opted out" in output

@@ -128,7 +128,14 @@ class BufferBytes(BaseCallback):
 CLOCKS: dict[str, Callable[[], float]] = {"wall": time.perf_counter, "process": time.process_time}
 
 
-def timed_run(pair: Pair, jepa: bool, args: argparse.Namespace, seed: int) -> tuple[float, BufferBytes]:
+def make_model(pair: Pair, jepa: bool, args: argparse.Namespace, seed: int) -> OnPolicyAlgorithm:
+    """
+    :param pair: the pair
+    :param jepa: the JEPA side (with ``--target`` and ``--segment-length``), else the plain one
+    :param args: the benchmark's arguments
+    :param seed: the seed of the model and of its env
+    :return: the side's model, on a new env
+    """
     env = pair.make_env(seed)
     kwargs = dict(pair.kwargs, seed=seed, device=args.device)
     if jepa:
@@ -139,6 +146,14 @@ def timed_run(pair: Pair, jepa: bool, args: argparse.Namespace, seed: int) -> tu
         model = pair.jepa(pair.policy, env, **kwargs)
     else:
         model = pair.plain(pair.policy, env, policy_kwargs=pair.plain_policy_kwargs, **kwargs)
+    assert isinstance(model, OnPolicyAlgorithm)
+    return model
+
+
+def timed_run(pair: Pair, jepa: bool, args: argparse.Namespace, seed: int) -> tuple[float, BufferBytes]:
+    model = make_model(pair, jepa, args, seed)
+    env = model.get_env()
+    assert env is not None
     memory = BufferBytes()
     clock = CLOCKS[args.clock]
     start = clock()
@@ -162,14 +177,7 @@ def update_times(pair: Pair, args: argparse.Namespace) -> tuple[list[float], dic
     models: dict[bool, OnPolicyAlgorithm] = {}
     saved = {}
     for jepa in (False, True):
-        env = pair.make_env(0)
-        kwargs = dict(pair.kwargs, seed=0, device=args.device)
-        model = (
-            pair.jepa(pair.policy, env, **kwargs)
-            if jepa
-            else pair.plain(pair.policy, env, policy_kwargs=pair.plain_policy_kwargs, **kwargs)
-        )
-        assert isinstance(model, OnPolicyAlgorithm)
+        model = make_model(pair, jepa, args, seed=0)
         model.learn(model.n_steps * model.n_envs)  # one rollout, one update
         models[jepa] = model
         saved[jepa] = copy.deepcopy((model.policy.state_dict(), model.policy.optimizer.state_dict()))
@@ -199,7 +207,9 @@ def update_times(pair: Pair, args: argparse.Namespace) -> tuple[list[float], dic
     batch = getattr(model, "batch_size", None) or rows
     minibatches = getattr(model, "n_epochs", 1) * -(-rows // batch)
     for model in models.values():
-        model.get_env().close()  # type: ignore[union-attr]
+        env = model.get_env()
+        assert env is not None
+        env.close()
     return ratios, times, minibatches
 
 

@@ -43,6 +43,7 @@ SelfJEPAOnPolicy = TypeVar("SelfJEPAOnPolicy", bound="JEPAOnPolicyMixin")
 _POLICY_KWARGS_FROM_ALGORITHM = (
     "jepa_target",
     "predictor_net_arch",
+    "predictor_residual",
     "jepa_embedding_norm",
     "jepa_projection_arch",
     "jepa_reward",
@@ -98,6 +99,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         jepa_tau: float,
         encoder_rl_grad: bool,
         predictor_net_arch: list[int] | None,
+        predictor_residual: bool,
         jepa_vicreg_var_coef: float,
         jepa_vicreg_cov_coef: float,
         jepa_prediction_steps: int,
@@ -117,6 +119,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         :param jepa_tau: see the algorithm's docstring
         :param encoder_rl_grad: see the algorithm's docstring
         :param predictor_net_arch: see the algorithm's docstring
+        :param predictor_residual: see the algorithm's docstring
         :param jepa_vicreg_var_coef: see the algorithm's docstring
         :param jepa_vicreg_cov_coef: see the algorithm's docstring
         :param jepa_prediction_steps: see the algorithm's docstring
@@ -142,6 +145,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self.predictor_net_arch = (
             None if predictor_net_arch is None else check_net_arch("predictor_net_arch", predictor_net_arch)
         )
+        self.predictor_residual = check_bool("predictor_residual", predictor_residual)
         self.jepa_vicreg_var_coef = check_finite_nonnegative("jepa_vicreg_var_coef", jepa_vicreg_var_coef)
         self.jepa_vicreg_cov_coef = check_finite_nonnegative("jepa_vicreg_cov_coef", jepa_vicreg_cov_coef)
         self.jepa_prediction_steps = check_positive_int("jepa_prediction_steps", jepa_prediction_steps)
@@ -199,6 +203,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             **user_policy_kwargs,
             "jepa_target": self.jepa_target,
             "predictor_net_arch": self.predictor_net_arch,
+            # getattr: models saved before 0.6 have a plain predictor
+            "predictor_residual": getattr(self, "predictor_residual", False),
             "jepa_embedding_norm": self.jepa_embedding_norm,
             "jepa_reward": reward,
             # getattr: models saved before 0.5 have no projection

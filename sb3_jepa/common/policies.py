@@ -122,6 +122,8 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         (see :data:`sb3_jepa.common.loss.TARGET_MODES`). Only ``ema`` changes the policy (it adds
         ``jepa_target_encoder``).
     :param predictor_net_arch: hidden layer widths of the predictor W (default: one layer of ``min(256, dim(z))``)
+    :param predictor_residual: make W residual (``z + f(z, a)``, ``f`` starting at zero; see
+        :class:`~sb3_jepa.common.jepa.JEPAPredictor`)
     :param jepa_embedding_norm: a parameter-free normalisation ending the encoder (see
         :data:`sb3_jepa.common.jepa.EMBEDDING_NORMS`), given to every :class:`JEPAFeaturesExtractor` the policy builds
         (the critic's own encoder too, where it has one); None: none
@@ -141,11 +143,13 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         *args: Any,
         jepa_target: str = "online",
         predictor_net_arch: Sequence[int] | None = None,
+        predictor_residual: bool = False,
         jepa_embedding_norm: str | None = None,
         jepa_projection_arch: Sequence[int] | None = None,
         jepa_reward: bool = False,
         **kwargs: Any,
     ):
+        self.predictor_residual = check_bool("predictor_residual", predictor_residual)
         self.jepa_reward = check_bool("jepa_reward", jepa_reward)
         self.jepa_projection_arch = check_projection_arch(jepa_projection_arch)
         self.jepa_target = check_target_mode(jepa_target)
@@ -191,7 +195,11 @@ class JEPAPolicyMixin(ActorCriticPolicy):
                 default_predictor_arch(self.features_dim) if self.predictor_net_arch is None else self.predictor_net_arch
             )
             self.jepa_predictor = JEPAPredictor(
-                self.features_dim, self.action_space, predictor_arch, squash_output=self.squash_output
+                self.features_dim,
+                self.action_space,
+                predictor_arch,
+                squash_output=self.squash_output,
+                residual=self.predictor_residual,
             )
             # Each seeded on its own, so that adding R or P changes no other initialisation (W's included)
             _seed_own_stream(_REWARD_SEED_OFFSET)
@@ -226,6 +234,7 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         data.update(
             jepa_target=self.jepa_target,
             predictor_net_arch=self.predictor_net_arch,
+            predictor_residual=self.predictor_residual,
             jepa_embedding_norm=self.jepa_embedding_norm,
             jepa_projection_arch=self.jepa_projection_arch,
             jepa_reward=self.jepa_reward,
@@ -329,6 +338,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
     :param optimizer_kwargs: Additional keyword arguments, excluding the learning rate, to pass to the optimizer
     :param jepa_target: see :class:`JEPAPolicyMixin`
     :param predictor_net_arch: see :class:`JEPAPolicyMixin`
+    :param predictor_residual: see :class:`JEPAPolicyMixin`
     :param jepa_embedding_norm: see :class:`JEPAPolicyMixin`
     :param jepa_projection_arch: see :class:`JEPAPolicyMixin`
     :param jepa_reward: see :class:`JEPAPolicyMixin`
@@ -364,6 +374,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
         optimizer_kwargs: dict[str, Any] | None = None,
         jepa_target: str = "online",
         predictor_net_arch: Sequence[int] | None = None,
+        predictor_residual: bool = False,
         jepa_embedding_norm: str | None = None,
         jepa_projection_arch: Sequence[int] | None = None,
         jepa_reward: bool = False,
@@ -394,6 +405,7 @@ class JEPAActorCriticPolicy(JEPAPolicyMixin):
             optimizer_kwargs,
             jepa_target=jepa_target,
             predictor_net_arch=predictor_net_arch,
+            predictor_residual=predictor_residual,
             jepa_embedding_norm=jepa_embedding_norm,
             jepa_projection_arch=jepa_projection_arch,
             jepa_reward=jepa_reward,

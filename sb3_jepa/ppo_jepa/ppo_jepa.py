@@ -82,6 +82,9 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
     :param encoder_rl_grad: whether the RL loss trains the encoder (True, the paper's setting). False detaches the
         encoder from the actor and critic heads: only the JEPA loss trains it (the ablation expected to collapse).
     :param predictor_net_arch: hidden layer widths of the predictor W (default: one layer of ``min(256, dim(z))``)
+    :param predictor_residual: make W residual, ``W(z, a) = z + f(z, a)`` with ``f``'s last layer initialised to
+        zero, so that W starts as the "no change" predictor and learns the change (as dynamics models that predict
+        state deltas do); False (the default): W outputs ``z_{t+1}`` itself
     :param jepa_vicreg_var_coef: weight of VICReg's variance hinge on the batch's embeddings (0: off, the paper's
         setting). An explicit anti-collapse term, to compare against.
     :param jepa_vicreg_cov_coef: weight of VICReg's off-diagonal covariance penalty (0: off)
@@ -159,6 +162,7 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
         jepa_tau: float = 0.01,
         encoder_rl_grad: bool = True,
         predictor_net_arch: list[int] | None = None,
+        predictor_residual: bool = False,
         jepa_vicreg_var_coef: float = 0.0,
         jepa_vicreg_cov_coef: float = 0.0,
         jepa_prediction_steps: int = 1,
@@ -179,6 +183,7 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
             jepa_tau=jepa_tau,
             encoder_rl_grad=encoder_rl_grad,
             predictor_net_arch=predictor_net_arch,
+            predictor_residual=predictor_residual,
             jepa_vicreg_var_coef=jepa_vicreg_var_coef,
             jepa_vicreg_cov_coef=jepa_vicreg_cov_coef,
             jepa_prediction_steps=jepa_prediction_steps,

@@ -211,6 +211,8 @@ def test_non_finite_jepa_loss_raises_before_the_step(algo_cls):
         (dict(encoder_rl_grad="no"), "encoder_rl_grad must be True or False"),
         (dict(predictor_net_arch=[64, 0]), "predictor_net_arch must be a list of positive ints"),
         (dict(predictor_net_arch=64), "predictor_net_arch must be a list of positive ints"),
+        (dict(predictor_residual="yes"), "predictor_residual must be True or False"),
+        (dict(policy_kwargs=dict(predictor_residual=True)), "Pass predictor_residual as an argument of"),
         (
             # SB3's RolloutBuffer itself is accepted (tests/test_drop_in.py); a replay buffer is not
             dict(rollout_buffer_class=__import__("stable_baselines3").common.buffers.ReplayBuffer),
@@ -254,6 +256,28 @@ def test_action_encoder():
     for outside in (0.0, 4.0):
         with pytest.raises(RuntimeError, match="out of bounds"):
             discrete(th.tensor([[outside]]))
+
+
+@pytest.mark.parametrize("algo_cls", ALGOS)
+def test_residual_predictor_starts_as_no_change_and_learns_the_change(algo_cls):
+    model = algo_cls("MlpPolicy", "CartPole-v1", seed=0, predictor_residual=True, jepa_coef=1.0, **SMALL[algo_cls])
+    plain = algo_cls("MlpPolicy", "CartPole-v1", seed=0, jepa_coef=1.0, **SMALL[algo_cls])
+    residual_w, plain_w = model.policy.jepa_predictor, plain.policy.jepa_predictor
+    z = th.randn(6, model.policy.features_dim)
+    actions = th.tensor([0, 1, 1, 0, 1, 0])
+    # At initialisation W is the "no change" predictor, exactly (a plain W is not)
+    th.testing.assert_close(residual_w(z, actions), z, rtol=0, atol=0)
+    assert not th.allclose(plain_w(z, actions), z, atol=1e-2)
+    # Only the last layer differs from the plain W's initialisation: the random stream is the same
+    residual_layers, plain_layers = list(residual_w.net.parameters()), list(plain_w.net.parameters())
+    for residual_param, plain_param in zip(residual_layers[:-2], plain_layers[:-2], strict=True):
+        th.testing.assert_close(residual_param, plain_param, rtol=0, atol=0)
+    assert all(not param.any() for param in residual_layers[-2:])
+    # Training moves it off the identity, and the prediction stays z plus what the MLP adds
+    model.learn(4 * SMALL[algo_cls]["n_steps"])
+    change = residual_w.mlp(z, residual_w.action_encoder(actions))
+    assert change.abs().max() > 0
+    th.testing.assert_close(residual_w(z, actions), z + change)
 
 
 def test_box_actions_reach_predictor_clipped():

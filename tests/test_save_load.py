@@ -38,6 +38,7 @@ def test_save_load_model(tmp_path, algo_cls, device):
         jepa_target="ema",
         jepa_tau=0.2,
         predictor_net_arch=[32, 32],
+        predictor_residual=True,
         encoder_rl_grad=False,
         **SMALL[algo_cls],
     ).learn(2 * SMALL[algo_cls]["n_steps"])
@@ -51,6 +52,7 @@ def test_save_load_model(tmp_path, algo_cls, device):
     loaded = algo_cls.load(tmp_path / "model.zip", env=make_env(), device=device)
     assert (loaded.jepa_coef, loaded.jepa_target, loaded.jepa_tau, loaded.encoder_rl_grad) == (0.5, "ema", 0.2, False)
     assert loaded.predictor_net_arch == [32, 32]
+    assert loaded.predictor_residual and loaded.policy.jepa_predictor.residual
     assert loaded.policy.jepa_target_encoder is not None
     assert_same_state(params["policy"], loaded.get_parameters()["policy"])
     optimizer_state = loaded.get_parameters()["policy.optimizer"]["state"]

@@ -203,7 +203,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             **user_policy_kwargs,
             "jepa_target": self.jepa_target,
             "predictor_net_arch": self.predictor_net_arch,
-            # getattr: models saved before 0.6 have a plain predictor
+            # getattr: models saved before 0.5 have a plain predictor
             "predictor_residual": getattr(self, "predictor_residual", False),
             "jepa_embedding_norm": self.jepa_embedding_norm,
             "jepa_reward": reward,

@@ -60,10 +60,10 @@ class DistractorCartPoleEnv(gym.Env):
         super().__init__()
         if kind is not None and kind not in DISTRACTOR_KINDS:
             raise ValueError(f"kind must be one of {DISTRACTOR_KINDS} or None (no distractors), got {kind!r}")
-        if kind is None and n_distractors != 0:
-            raise ValueError(f"kind=None has no distractors: n_distractors must be 0, got {n_distractors!r}")
-        fewest = 0 if kind is None else 1
-        if isinstance(n_distractors, bool) or not isinstance(n_distractors, (int, np.integer)) or n_distractors < fewest:
+        if kind is None:
+            if isinstance(n_distractors, bool) or n_distractors != 0:
+                raise ValueError(f"kind=None has no distractors: n_distractors must be 0, got {n_distractors!r}")
+        elif isinstance(n_distractors, bool) or not isinstance(n_distractors, (int, np.integer)) or n_distractors < 1:
             raise ValueError(f"n_distractors must be an integer >= 1, got {n_distractors!r}")
         self.kind, self.n_distractors = kind, int(n_distractors)
         self.cartpole = gym.make("CartPole-v1").unwrapped

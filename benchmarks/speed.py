@@ -178,15 +178,23 @@ def update_times(pair: Pair, args: argparse.Namespace) -> tuple[list[float], dic
     saved = {}
     for jepa in (False, True):
         model = make_model(pair, jepa, args, seed=0)
-        model.learn(model.n_steps * model.n_envs)  # one rollout, one update
+        model.learn(model.n_steps * model.n_envs)  # one rollout, one update: the optimizer has its state
+        # One more rollout, not trained on: train() then starts where learn() would start it, with the final
+        # observations' embeddings of A2CJEPA's collection (which its first optimizer step drops: restored below)
+        _, callback = model._setup_learn(model.n_steps * model.n_envs, reset_num_timesteps=False)
+        assert model.env is not None
+        model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
         models[jepa] = model
-        saved[jepa] = copy.deepcopy((model.policy.state_dict(), model.policy.optimizer.state_dict()))
+        final_embeddings = getattr(model.rollout_buffer, "final_embeddings", None)
+        saved[jepa] = copy.deepcopy((model.policy.state_dict(), model.policy.optimizer.state_dict(), final_embeddings))
     clock = CLOCKS[args.clock]
 
     def one_train(jepa: bool) -> float:
         model = models[jepa]
         model.policy.load_state_dict(saved[jepa][0])
         model.policy.optimizer.load_state_dict(saved[jepa][1])
+        if jepa:
+            model.rollout_buffer.final_embeddings = saved[jepa][2]  # type: ignore[attr-defined]
         start = clock()
         model.train()
         return clock() - start

@@ -6,12 +6,15 @@ import math
 import numpy as np
 import pytest
 import torch as th
+from gymnasium import spaces
 from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.envs import IdentityEnvBox
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.torch_layers import FlattenExtractor
-from stable_baselines3.common.utils import LinearSchedule
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
+from stable_baselines3.common.utils import LinearSchedule, obs_as_tensor
 from stable_baselines3.common.vec_env import DummyVecEnv
+from torch import nn
 
 from sb3_jepa import A2CJEPA, PPOJEPA, JEPAFeaturesExtractor
 from sb3_jepa.common.jepa import ActionEncoder
@@ -387,3 +390,93 @@ def test_capture_leaves_no_hooks():
     model.policy.jepa_capture_start()
     assert model.policy.jepa_capture_stop() is None
     assert not encoder._forward_hooks and not encoder._forward_pre_hooks
+
+
+class DropoutExtractor(BaseFeaturesExtractor):
+    """A linear encoder ending in dropout: its output depends on the train/eval mode."""
+
+    def __init__(self, observation_space: spaces.Box, features_dim: int = 16):
+        super().__init__(observation_space, features_dim)
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(int(np.prod(observation_space.shape)), features_dim), nn.Dropout(0.5))
+
+    def forward(self, observations: th.Tensor) -> th.Tensor:
+        return self.net(observations)
+
+
+def image_model(algo_cls=A2CJEPA, **kwargs):
+    """2 envs of 5-step episodes and 8-step rollouts: terminal (truncated) observations mid-rollout, finals not."""
+    env = DummyVecEnv([lambda: SeededImageEnv(size=36, ep_length=5)] * 2)
+    model = algo_cls("CnnPolicy", env, seed=0, n_steps=8, **kwargs)
+    _, callback = model._setup_learn(total_timesteps=16)
+    return model, callback
+
+
+def collect(model, callback):
+    model.collect_rollouts(model.env, callback, model.rollout_buffer, n_rollout_steps=model.n_steps)
+    return model.rollout_buffer
+
+
+def test_a2c_takes_the_final_observations_embeddings_from_the_last_value_estimate():
+    """
+    A2C's update encodes the final observations once, in SB3's last value estimate of the rollout, not again for the
+    stop_grad target: the encoder sees 2 rows fewer in train() (one per env) and the loss is the same to float
+    rounding (the still-encoded terminal observations go through a smaller batch: not bit for bit).
+    """
+    runs = {}
+    for reuse in (True, False):
+        model, callback = image_model()
+        model._jepa_final_encoding_reusable = reuse
+        buffer = collect(model, callback)
+        assert (buffer.final_embeddings is not None) == reuse
+        if reuse:
+            assert not buffer.final_dones.any() and len(buffer.terminal_observations) > 0
+            final = model.policy.jepa_encode(th.as_tensor(model._last_obs))
+            th.testing.assert_close(buffer.final_embeddings, final)
+            assert not buffer.final_embeddings.requires_grad
+        rows: list[int] = []
+        handle = model.policy.jepa_encoder.register_forward_hook(lambda module, args, out, rows=rows: rows.append(len(out)))
+        model.train()
+        handle.remove()
+        assert buffer.final_embeddings is None  # dropped after the optimizer step
+        runs[reuse] = (sum(rows), model._jepa_train_stats.losses[0], jepa_free_params(model))
+    assert runs[False][0] - runs[True][0] == 2
+    th.testing.assert_close(runs[True][1], runs[False][1], rtol=1e-5, atol=1e-7)
+    for after_reuse, after_plain in zip(runs[True][2], runs[False][2], strict=True):
+        th.testing.assert_close(after_reuse, after_plain, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "algo_cls, kwargs",
+    [
+        (PPOJEPA, dict(batch_size=16)),  # PPO: its weights change after the first minibatch
+        (A2CJEPA, dict(jepa_target="online")),  # the extras need their gradient
+        (A2CJEPA, dict(jepa_target="ema")),  # the target is another encoder
+        (A2CJEPA, dict(policy_kwargs=dict(share_features_extractor=False))),  # the critic's own encoder ran
+        (A2CJEPA, dict(augment_observations="shift")),  # the samples carry augmented views
+        (A2CJEPA, dict(policy_kwargs=dict(features_extractor_class=DropoutExtractor))),  # eval mode differs
+        (A2CJEPA, dict(jepa_coef=0.0)),  # no JEPA loss
+    ],
+)
+def test_final_observations_embeddings_are_not_reused_where_they_differ(algo_cls, kwargs):
+    model, callback = image_model(algo_cls, **kwargs)
+    assert collect(model, callback).final_embeddings is None
+    model.train()  # and the update runs as before
+
+
+def test_final_observations_embeddings_only_from_a_pass_on_them():
+    """A callback's value estimate after SB3's (at the rollout's end, on other observations) is not taken for it."""
+
+    class ValuesAtRolloutEnd(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            assert isinstance(self.model._last_obs, np.ndarray)
+            one_env = obs_as_tensor(self.model._last_obs[:1], self.model.device)
+            self.model.policy.predict_values(one_env)  # type: ignore[operator]
+
+    model, _ = image_model()
+    _, callback = model._setup_learn(total_timesteps=16, callback=ValuesAtRolloutEnd())
+    assert collect(model, callback).final_embeddings is None
+    _, callback = model._setup_learn(total_timesteps=16)
+    assert collect(model, callback).final_embeddings is not None

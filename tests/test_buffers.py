@@ -136,11 +136,16 @@ class LongEpisodeImageEnv(FakeImageEnv):
 
 
 def held_bytes(obj: object, shared_with: list[np.ndarray]) -> int:
-    """Bytes of every numpy array an object's attributes reach (lists, tuples, dicts included), each memory once."""
+    """
+    Bytes of every numpy array and torch tensor an object's attributes reach (lists, tuples, dicts included), each
+    memory once.
+    """
     seen: dict[int, int] = {}
 
     def walk(value: object) -> None:
-        if isinstance(value, np.ndarray):
+        if isinstance(value, th.Tensor):
+            seen[value.untyped_storage().data_ptr()] = value.untyped_storage().nbytes()
+        elif isinstance(value, np.ndarray):
             if not any(np.shares_memory(value, other) for other in shared_with):
                 root = value
                 while isinstance(root.base, np.ndarray):
@@ -169,9 +174,10 @@ def test_extra_memory_on_atari_sized_rollout():
         model.collect_rollouts(model.env, callback, buffer, n_rollout_steps=128)
         n_terminal = len(buffer.terminal_observations)
         list(buffer.get(256))
-        # Terminal observations with their row index, one bool per env, and the per-rollout lookup tables (every
-        # row's successor address and a scratch position, int32 each): 8 bytes per transition
-        assert buffer.jepa_nbytes() == n_terminal * (4 * 84 * 84 + 8) + 8 + 128 * 8 * (4 + 4)
+        # Terminal observations with their row index, one bool per env, the per-rollout lookup tables (every
+        # row's successor address and a scratch position, int32 each): 8 bytes per transition, and the final
+        # observations' embeddings from SB3's last value estimate (8 x 512 float32, until an optimizer step)
+        assert buffer.jepa_nbytes() == n_terminal * (4 * 84 * 84 + 8) + 8 + 128 * 8 * (4 + 4) + 8 * 512 * 4
         # ...and that report counts everything: every array the buffer holds, against SB3's own buffer of this size
         # (the final observations are the algorithm's _last_obs, held by reference: not the buffer's memory)
         assert model._last_obs is not None
@@ -327,3 +333,51 @@ def test_rewards_ride_with_samples(algo_cls, n_envs):
 def test_no_rewards_without_the_reward_predictor():
     for rollout in run(PPOJEPA, DummyVecEnv([CountingEnv])):
         assert all(batch.rewards is None and batch.reward_valid is None for batch in rollout)
+
+
+def filled_buffer(n_steps: int = 3, n_envs: int = 2, **kwargs) -> JEPARolloutBuffer:
+    """Observation ``10 * env + step`` at each row, no episode end; the final observations ``100 + env``."""
+    buffer = JEPARolloutBuffer(n_steps, spaces.Box(-1000, 1000, (1,)), spaces.Discrete(2), n_envs=n_envs, **kwargs)
+    for step in range(n_steps):
+        obs = (10.0 * np.arange(n_envs) + step)[:, None]
+        buffer.add(obs, np.zeros((n_envs, 1)), np.zeros(n_envs), np.zeros(n_envs), th.zeros(n_envs), th.zeros(n_envs))
+    return buffer
+
+
+def test_samples_carry_the_known_final_embeddings_after_the_other_extras():
+    buffer = filled_buffer()
+    finals = (100.0 + np.arange(2))[:, None]
+    embeddings = th.tensor([[1000.0, 1.0], [1001.0, 1.0]])  # one row per env
+    buffer.add_final_observations(finals, np.zeros(2, dtype=bool), embeddings)
+    assert buffer.jepa_nbytes() >= embeddings.nelement() * 4
+    n_known_seen = 0
+    for batch in buffer.get(2):  # 3 minibatches of 2 shuffled rows
+        extra = batch.next_extra_observations[:, 0]
+        known = batch.next_extra_embeddings
+        n_known = 0 if known is None else len(known)
+        n_known_seen += n_known
+        # the known extras are the last ones: final observations, each with its env's embedding
+        assert (extra[: len(extra) - n_known] < 100).all()
+        if known is not None:
+            envs = (extra[len(extra) - n_known :] - 100).long()
+            th.testing.assert_close(known, embeddings[envs])
+        # and next_observations still names every row's successor: the next step of its env, or its final
+        obs = batch.observations[:, 0]
+        expected = th.where(obs % 10 == 2, 100 + obs // 10, obs + 1)
+        th.testing.assert_close(batch.next_observations[:, 0], expected)
+    assert n_known_seen == 2  # each env's last step has its final observation as successor
+    # without them: all extras to be encoded, as before
+    buffer = filled_buffer()
+    buffer.add_final_observations(finals, np.zeros(2, dtype=bool))
+    assert all(batch.next_extra_embeddings is None for batch in buffer.get(2))
+
+
+def test_final_embeddings_checked():
+    buffer = filled_buffer()
+    finals = np.zeros((2, 1))
+    with pytest.raises(ValueError, match=r"final_embeddings must have shape \(n_envs=2, dim\), got \(3, 4\)"):
+        buffer.add_final_observations(finals, np.zeros(2, dtype=bool), th.zeros(3, 4))
+    images = spaces.Box(0, 255, (1, 36, 36), dtype=np.uint8)
+    augmented = JEPARolloutBuffer(3, images, spaces.Discrete(2), n_envs=2, augment="shift")
+    with pytest.raises(ValueError, match="final_embeddings cannot be used with augment='shift'"):
+        augmented.add_final_observations(np.zeros((2, 1, 36, 36)), np.zeros(2, dtype=bool), th.zeros(2, 4))

@@ -169,3 +169,36 @@ def test_locate_in_minibatch_with_scratch_space_matches_the_reference():
                     np.testing.assert_array_equal(index, expected[0])
                     np.testing.assert_array_equal(extra, expected[1])
                 assert (scratch == UNKNOWN).all()  # left as it was given, for the next minibatch
+
+
+def test_known_last_moves_the_known_extras_after_the_others():
+    # The docstring's example: rows [2, 5, 0] of the module's example want addresses [8, 7, 1]; finals start at 8
+    index, extra = S.locate_in_minibatch(np.array([[8, 7, 1]]), np.array([2, 5, 0]), n_rows=6)
+    index, extra, n_known = S.known_last(index, extra, batch_size=3, first_known=8)
+    np.testing.assert_array_equal(index, [[5, 3, 4]])
+    np.testing.assert_array_equal(extra, [7, 1, 8])
+    assert n_known == 1
+    # nothing known: unchanged
+    index, extra = S.locate_in_minibatch(np.array([[4, 1, 6]]), np.array([3, 0, 1]), n_rows=6)
+    same_index, same_extra, n_known = S.known_last(index, extra, batch_size=3, first_known=8)
+    np.testing.assert_array_equal(same_index, index)
+    np.testing.assert_array_equal(same_extra, extra)
+    assert n_known == 0
+
+
+def test_known_last_keeps_every_index_on_its_address():
+    """Whatever the minibatch and K, each index still names the same observation, and the known ones are last."""
+    rng = np.random.default_rng(1)
+    n_rows, first_known = 40, 44  # 4 terminal observations (addresses 40..43), 5 finals (44..48)
+    for k in (1, 2, 3):
+        for _ in range(30):
+            rows = rng.permutation(n_rows)[: rng.integers(1, 20)]
+            chains = rng.integers(UNKNOWN, first_known + 5, size=(k, len(rows)))
+            index, extra = S.locate_in_minibatch(chains, rows, n_rows)
+            moved_index, moved_extra, n_known = S.known_last(index, extra, len(rows), first_known)
+            before = np.concatenate([rows, extra])[index]
+            after = np.concatenate([rows, moved_extra])[moved_index]
+            np.testing.assert_array_equal(after, before)
+            assert n_known == int((extra >= first_known).sum())
+            assert (moved_extra[len(moved_extra) - n_known :] >= first_known).all()
+            assert (moved_extra[: len(moved_extra) - n_known] < first_known).all()

@@ -107,6 +107,9 @@ class A2CJEPA(JEPAOnPolicyMixin, A2C):
         "CnnPolicy": CnnPolicy,
         "MultiInputPolicy": MultiInputPolicy,
     }
+    # A2C's update is one optimizer step on the whole rollout: the final observations' embeddings from SB3's last
+    # value estimate serve the whole update (see JEPAOnPolicyMixin._jepa_reuses_final_encoding)
+    _jepa_final_encoding_reusable: ClassVar[bool] = True
 
     def __init__(
         self,

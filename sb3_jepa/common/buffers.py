@@ -69,6 +69,11 @@ class JEPARolloutBufferSamples(NamedTuple):
     #: with ``with_rewards``: 1.0 where ``r_t`` is the environment's, 0.0 where SB3 added the bootstrapped value of a
     #: step truncated by a time limit, else None
     reward_valid: th.Tensor | None = None
+    #: the embeddings of the last ``len(next_extra_embeddings)`` rows of ``next_extra_observations``, where the
+    #: collection already encoded them with the current weights (the final observations, see
+    #: :meth:`NextObservationMixin.add_final_observations`), so that the ``stop_grad`` target need not encode them
+    #: again; else None
+    next_extra_embeddings: th.Tensor | None = None
 
     @property
     def next_observations(self) -> th.Tensor:
@@ -93,6 +98,7 @@ class JEPADictRolloutBufferSamples(NamedTuple):
     multistep_actions: th.Tensor | None = None
     rewards: th.Tensor | None = None
     reward_valid: th.Tensor | None = None
+    next_extra_embeddings: th.Tensor | None = None
 
     @property
     def next_observations(self) -> TensorDict:
@@ -136,6 +142,7 @@ class NextObservationMixin:
     rewards: np.ndarray
     final_observations: ObsArray | None
     final_dones: np.ndarray | None
+    final_embeddings: th.Tensor | None
     _terminal_stack: ObsArray | None
     _terminal_rows_sorted: np.ndarray
 
@@ -249,6 +256,7 @@ class NextObservationMixin:
         self.truncated_rows = []
         self.final_observations = None
         self.final_dones = None
+        self.final_embeddings = None
         self._terminal_stack = None
         self._terminal_rows_sorted = np.zeros(0, dtype=np.int64)
         # Per rollout, built by _prepare_successors: the successor chains of every row (a minibatch's are a slice)
@@ -288,18 +296,34 @@ class NextObservationMixin:
             # Copied: some envs hand out the same array again after reset
             self.terminal_observations.append(self._map_obs(lambda o, s: np.array(o).reshape(s), terminal_obs, self.obs_shape))
 
-    def add_final_observations(self, final_observations: ObsArray, final_dones: np.ndarray) -> None:
+    def add_final_observations(
+        self, final_observations: ObsArray, final_dones: np.ndarray, final_embeddings: th.Tensor | None = None
+    ) -> None:
         """
         Record ``s_{t+1}`` for the rollout's last step: the observations after the loop. Kept by reference:
         it is the algorithm's ``_last_obs``, which no env step changes before ``train()`` reads this buffer.
 
         :param final_observations: one observation per env
         :param final_dones: whether the last step ended each env's episode (its successor is then terminal)
+        :param final_embeddings: their embeddings ``E(s)`` under the current weights, shape ``(n_envs, dim)``, no
+            gradient, where they are known (SB3's last value estimate of the rollout encodes them): samples then
+            carry them as ``next_extra_embeddings`` instead of asking the loss to encode those observations
+            again, until the caller drops them (``final_embeddings = None``: the weights changed); None: not known
         """
         self.final_observations = self._map_obs(
             lambda o, s: np.asarray(o).reshape((self.n_envs, *s)), final_observations, self.obs_shape
         )
         self.final_dones = np.asarray(final_dones, dtype=bool).reshape(self.n_envs).copy()
+        if final_embeddings is not None and self.augment is not None:
+            raise ValueError(
+                f"final_embeddings cannot be used with augment={self.augment!r}: the samples carry augmented views "
+                "of the final observations, and these are the embeddings of the observations themselves"
+            )
+        if final_embeddings is not None and (final_embeddings.ndim != 2 or len(final_embeddings) != self.n_envs):
+            raise ValueError(
+                f"final_embeddings must have shape (n_envs={self.n_envs}, dim), got {tuple(final_embeddings.shape)}"
+            )
+        self.final_embeddings = None if final_embeddings is None else final_embeddings.detach()
 
     def jepa_nbytes(self) -> int:
         """
@@ -312,6 +336,8 @@ class NextObservationMixin:
         for index_array in (self._all_chains, self._row_positions, self._flat_rewards, self._reward_valid):
             total += 0 if index_array is None else index_array.nbytes
         total += 0 if self.final_dones is None else self.final_dones.nbytes
+        if self.final_embeddings is not None:
+            total += self.final_embeddings.element_size() * self.final_embeddings.nelement()
         for obs in stored:
             total += sum(a.nbytes for a in (obs.values() if isinstance(obs, dict) else [obs]))
         return total
@@ -363,6 +389,11 @@ class NextObservationMixin:
         if self.successors_in_minibatch:
             chains = successors.in_minibatch_only(chains, batch_inds)
         index, extra_addresses = successors.locate_in_minibatch(chains, batch_inds, n_rows, self._row_positions)
+        n_known = 0
+        if self.final_embeddings is not None:
+            # The final observations' embeddings are known: those extras go last, and the sample carries them
+            first_final = n_rows + len(self._terminal_rows_sorted)
+            index, extra_addresses, n_known = successors.known_last(index, extra_addresses, len(batch_inds), first_final)
         valid = chains >= 0
         extra = self._map_obs(
             lambda rows, terminal, final: successors.gather_addressed(extra_addresses, rows, terminal, final),
@@ -376,6 +407,11 @@ class NextObservationMixin:
             next_index=self.to_torch(index[0], copy=False),
             next_extra_observations=self._map_obs(lambda array: self.to_torch(array, copy=False), extra),
         )
+        if n_known > 0:
+            assert self.final_embeddings is not None
+            known_envs = extra_addresses[len(extra_addresses) - n_known :] - first_final
+            known_envs_tensor = th.as_tensor(known_envs, dtype=th.long, device=self.final_embeddings.device)
+            fields.update(next_extra_embeddings=self.final_embeddings.index_select(0, known_envs_tensor))
         if self.prediction_steps > 1:
             actions = self.actions[successors.action_rows(chains, n_rows)]
             fields.update(

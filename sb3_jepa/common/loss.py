@@ -23,7 +23,7 @@ import torch as th
 import torch.nn.functional as F
 
 from sb3_jepa.common.buffers import JEPADictRolloutBufferSamples, JEPARolloutBufferSamples
-from sb3_jepa.common.utils import check_choice, concat_observations, num_rows
+from sb3_jepa.common.utils import check_choice, concat_observations, first_rows, num_rows
 
 if TYPE_CHECKING:
     from sb3_jepa.common.policies import JEPAPolicyMixin
@@ -200,7 +200,8 @@ def target_rows(policy: "JEPAPolicyMixin", data: JEPASamples, captured: Captured
     The target embedding of every row of ``cat(data.observations, data.next_extra_observations)``, each observation
     encoded once: ``online`` and ``stop_grad`` reuse the captured pass (``stop_grad`` detached), encoding the extras
     if they did not ride along (``online`` with gradient, ``stop_grad`` without a graph: a forward pass costs about
-    a third of a forward and backward); ``ema`` encodes all of them with the target encoder.
+    a third of a forward and backward; those whose embeddings came with the sample, ``next_extra_embeddings``, are
+    not encoded again); ``ema`` encodes all of them with the target encoder.
 
     :param policy: the JEPA policy
     :param data: the (mini)batch
@@ -216,7 +217,13 @@ def target_rows(policy: "JEPAPolicyMixin", data: JEPASamples, captured: Captured
     with contextlib.nullcontext() if online else th.no_grad():
         rows = captured.rows
         if captured.extra is None and num_rows(data.next_extra_observations) > 0:
-            rows = th.cat([rows, policy.jepa_encode(data.next_extra_observations)])
+            known = None if online else data.next_extra_embeddings
+            if known is None:
+                rows = th.cat([rows, policy.jepa_encode(data.next_extra_observations)])
+            else:  # the last extras' embeddings came with the sample (see NextObservationMixin.add_final_observations)
+                n_encoded = num_rows(data.next_extra_observations) - len(known)
+                encoded = [policy.jepa_encode(first_rows(data.next_extra_observations, n_encoded))] if n_encoded else []
+                rows = th.cat([rows, *encoded, known])
     return rows if online else rows.detach()
 
 

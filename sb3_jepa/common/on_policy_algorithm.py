@@ -7,7 +7,7 @@ the finite-loss check, the ``ema`` target update and the ``jepa/`` logs.
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import torch as th
@@ -16,9 +16,10 @@ from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.type_aliases import Schedule
-from stable_baselines3.common.utils import FloatSchedule
+from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
 from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.dropout import _DropoutNd
 
 from sb3_jepa.common.augmentation import check_augmentation
 from sb3_jepa.common.buffers import JEPADictRolloutBuffer, JEPARolloutBuffer, NextObservationMixin, as_jepa_buffer
@@ -35,7 +36,14 @@ from sb3_jepa.common.loss import (
 )
 from sb3_jepa.common.metrics import collapse_metrics, prediction_cosine
 from sb3_jepa.common.policies import JEPAPolicyMixin, as_jepa_policy
-from sb3_jepa.common.utils import check_bool, check_finite_nonnegative, check_net_arch, check_positive_int, num_rows
+from sb3_jepa.common.utils import (
+    check_bool,
+    check_finite_nonnegative,
+    check_net_arch,
+    check_positive_int,
+    num_rows,
+    observations_equal,
+)
 
 SelfJEPAOnPolicy = TypeVar("SelfJEPAOnPolicy", bound="JEPAOnPolicyMixin")
 
@@ -76,6 +84,9 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
 
     policy: JEPAPolicyMixin  # type: ignore[assignment]
     rollout_buffer: JEPARolloutBuffer | JEPADictRolloutBuffer  # type: ignore[assignment]
+    #: whether the final observations' embeddings from the collection are worth reusing in train() (see
+    #: _jepa_reuses_final_encoding): A2C's one step per update, yes; PPO's first minibatch alone, no
+    _jepa_final_encoding_reusable: ClassVar[bool] = False
 
     jepa_coef: float | Schedule
     jepa_target: str
@@ -170,6 +181,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             "_jepa_unrecorded",
             "_jepa_collecting_into",
             "_jepa_encoder_mixes_rows",
+            "_jepa_encoder_has_dropout",
         ]
 
     def _setup_model(self) -> None:
@@ -217,6 +229,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self._jepa_coef_schedule = FloatSchedule(self.jepa_coef)
         # Whether a row's embedding depends on the other rows of its batch (train-mode BatchNorm)
         self._jepa_encoder_mixes_rows = any(isinstance(m, _BatchNorm) for m in self.policy.jepa_encoder.modules())
+        # Whether its output depends on the train/eval mode through dropout (see _jepa_reuses_final_encoding)
+        self._jepa_encoder_has_dropout = any(isinstance(m, _DropoutNd) for m in self.policy.jepa_encoder.modules())
         # Loaded models skip __init__'s _init_jepa: give them the transient state too
         self._jepa_train_stats = _TrainStats()
         self._jepa_unrecorded = None
@@ -239,14 +253,60 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         # SB3's collect_rollouts is not copied: terminal observations arrive through _update_info_buffer, which it
         # calls once per step just before rollout_buffer.add, and the final observations are _last_obs after it
         self._jepa_collecting_into = rollout_buffer
+        reuse = isinstance(rollout_buffer, NextObservationMixin) and self._jepa_reuses_final_encoding()
+        self.policy.jepa_remember_values_pass(reuse)
         try:
             complete = super().collect_rollouts(env, callback, rollout_buffer, n_rollout_steps)
         finally:
             self._jepa_collecting_into = None
+            self.policy.jepa_remember_values_pass(False)
         if complete and isinstance(rollout_buffer, NextObservationMixin):
             assert self._last_obs is not None and self._last_episode_starts is not None
-            rollout_buffer.add_final_observations(self._last_obs, self._last_episode_starts)
+            embeddings = self._jepa_final_embeddings() if reuse else None
+            rollout_buffer.add_final_observations(self._last_obs, self._last_episode_starts, embeddings)
         return complete
+
+    def _jepa_reuses_final_encoding(self) -> bool:
+        """
+        Whether the ``stop_grad`` target can take the final observations' embeddings from SB3's last value estimate
+        of the rollout (``predict_values(new_obs)``) instead of encoding them again in ``train()``: they are the same
+        numbers where the critic reads the encoder E (a shared extractor), the target is E itself without gradient,
+        E's output does not depend on the train/eval mode (no BatchNorm, no dropout; under BatchNorm the extras
+        ride along the minibatch's pass anyway), and the samples carry the observations themselves (no
+        augmentation). They stay valid until the first optimizer step changes the weights (``_jepa_after_step``
+        drops them): for A2C, whose update is one step on the whole rollout, that is the whole update, and on its
+        CnnPolicy this encoding was most of the JEPA term's extra time (README, Speed). PPO would reuse them in its
+        first minibatch only, where they are a few of its extras: it does not (``_jepa_final_encoding_reusable``).
+
+        Not bit for bit: the extras still encoded (terminal observations) then go through the encoder in a smaller
+        batch, and the CPU convolution's last bits depend on the batch size at some sizes (a row encoded alone
+        differs from the same row in a batch of 8 by about 1e-6).
+        """
+        return (
+            self._jepa_final_encoding_reusable
+            and self.jepa_target == "stop_grad"
+            and not self._jepa_extras_ride_along()
+            and not self._jepa_encoder_has_dropout
+            and self.augment_observations is None
+            and self.policy.share_features_extractor
+            and (callable(self.jepa_coef) or self.jepa_coef > 0.0)
+        )
+
+    def _jepa_final_embeddings(self) -> th.Tensor | None:
+        """
+        :return: the final observations' embeddings from the last ``predict_values`` call of the collection, if
+            that call was on them (SB3's last value estimate; a callback's call after it, at the rollout's end, is
+            on other observations: then None)
+        """
+        values_pass = self.policy.jepa_values_pass
+        self.policy.jepa_values_pass = None
+        if values_pass is None:
+            return None
+        observations, embeddings = values_pass
+        assert self._last_obs is not None
+        if not observations_equal(observations, obs_as_tensor(self._last_obs, self.device)):  # type: ignore[arg-type]
+            return None
+        return embeddings.detach()
 
     def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
         super()._update_info_buffer(infos, dones)
@@ -341,7 +401,9 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         return loss + extra_loss
 
     def _jepa_after_step(self) -> None:
-        """After each optimizer step: move the ``ema`` target encoder."""
+        """After each optimizer step: move the ``ema`` target encoder, forget the final observations' embeddings."""
+        # They were computed with the weights before this step (PPO's later minibatches encode those observations)
+        self.rollout_buffer.final_embeddings = None
         if self.jepa_target == "ema":
             self.policy.jepa_update_target(self.jepa_tau)
 

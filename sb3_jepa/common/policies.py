@@ -158,6 +158,10 @@ class JEPAPolicyMixin(ActorCriticPolicy):
             None if predictor_net_arch is None else check_net_arch("predictor_net_arch", predictor_net_arch)
         )
         self._jepa_capture = _EncoderCapture()
+        self._jepa_remember_values = False
+        #: while :meth:`jepa_remember_values_pass` is on: the observations of the last ``predict_values`` call and
+        #: their embeddings (no gradient where SB3 calls it, under ``no_grad``), else None
+        self.jepa_values_pass: tuple[PyTorchObs, th.Tensor] | None = None
         super().__init__(*args, **kwargs)
         warn_if_encoder_has_no_parameters(self.jepa_encoder)
 
@@ -270,6 +274,36 @@ class JEPAPolicyMixin(ActorCriticPolicy):
             ``extra_observations`` were given, theirs; None if the encoder did not run
         """
         return self._jepa_capture.stop()
+
+    def jepa_remember_values_pass(self, remember: bool) -> None:
+        """
+        Keep (or stop keeping) the encoder's output of each :meth:`predict_values` call in ``jepa_values_pass``. The
+        algorithm turns it on while it collects a rollout: SB3's last value estimate of the rollout encodes the
+        final observations, which the JEPA target needs again (see ``JEPAOnPolicyMixin.collect_rollouts``).
+
+        :param remember: keep them from now on (and forget the last one kept), or stop keeping them
+        """
+        self._jepa_remember_values = remember
+        if remember:
+            self.jepa_values_pass = None
+
+    def predict_values(self, obs: PyTorchObs) -> th.Tensor:
+        """
+        SB3's ``predict_values``; while :meth:`jepa_remember_values_pass` is on, the encoder's output of this call
+        (where the critic reads the encoder E) is kept in ``jepa_values_pass`` with ``obs``.
+
+        :param obs: the observations
+        :return: the estimated values
+        """
+        if not self._jepa_remember_values:
+            return super().predict_values(obs)
+        self._jepa_capture.start(self.jepa_encoder, detach=False, extra=None)
+        try:
+            values = super().predict_values(obs)
+        finally:
+            captured = self._jepa_capture.stop()
+        self.jepa_values_pass = None if captured is None else (obs, captured.rows)
+        return values
 
     def jepa_encode(self, obs: PyTorchObs, target: bool = False) -> th.Tensor:
         """

@@ -205,6 +205,42 @@ def locate_in_minibatch(
     return index.reshape(n_chain_steps, batch_size), extra_addresses
 
 
+def known_last(
+    index: np.ndarray, extra_addresses: np.ndarray, batch_size: int, first_known: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """
+    Reorder the extras so that those whose embedding is already known (addresses from ``first_known`` on: the
+    final observations, which SB3's last value estimate of the rollout encoded) come after the others, each group
+    in its own order, and point :func:`locate_in_minibatch`'s indices at the new positions. The loss then encodes
+    the first ``len(extra_addresses) - n_known`` extras and appends the known embeddings.
+
+    Example (the module's), K = 1: the minibatch holds rows ``[2, 5, 0]``, whose successors are addresses
+    ``[[8, 7, 1]]``; :func:`locate_in_minibatch` gives ``index = [[3, 4, 5]]`` and extras ``[8, 7, 1]``. The final
+    observations start at address 8 (6 rows, 2 terminal observations): address 8 moves last, so the extras are
+    ``[7, 1, 8]`` and the indices ``[[5, 3, 4]]``, with one known::
+
+        index = [[5, 3, 4]],  extra addresses = [7, 1, 8],  n_known = 1
+
+    :param index: :func:`locate_in_minibatch`'s indices, shape ``(K, batch)`` (rows of
+        ``cat(minibatch, extras)``); those below ``batch_size`` are minibatch rows and stay
+    :param extra_addresses: its extra addresses, in their order
+    :param batch_size: the minibatch's rows
+    :param first_known: the first address whose embedding is known (every address from it on is)
+    :return: the indices and the extra addresses, reordered, and how many extras (the last ones) are known
+    """
+    known = extra_addresses >= first_known
+    n_known = int(known.sum())
+    if n_known == 0:
+        return index, extra_addresses, 0
+    order = np.argsort(known, kind="stable")  # the unknown ones first, then the known, each group in its order
+    new_position = np.empty_like(order)
+    new_position[order] = np.arange(len(order))
+    is_extra = index >= batch_size
+    index = index.copy()
+    index[is_extra] = batch_size + new_position[index[is_extra] - batch_size]
+    return index, extra_addresses[order], n_known
+
+
 def gather_addressed(
     addresses: np.ndarray, rows: np.ndarray, terminal: np.ndarray | None, final: np.ndarray | None
 ) -> np.ndarray:

@@ -108,6 +108,25 @@ def concat_observations(first: Any, second: Any) -> Any:
     return th.cat([first, second])
 
 
+def observations_equal(first: Any, second: Any) -> bool:
+    """:return: whether two observation batches (tensors, or dicts of tensors) hold the same values"""
+    if isinstance(first, dict) or isinstance(second, dict):
+        return (
+            isinstance(first, dict)
+            and isinstance(second, dict)
+            and first.keys() == second.keys()
+            and all(observations_equal(first[key], second[key]) for key in first)
+        )
+    return first.shape == second.shape and first.dtype == second.dtype and th.equal(first, second)
+
+
+def first_rows(observations: Any, n: int) -> Any:
+    """:return: the first ``n`` rows of ``observations`` (a tensor, or a dict of tensors for ``Dict`` observations)"""
+    if isinstance(observations, dict):
+        return {key: obs[:n] for key, obs in observations.items()}
+    return observations[:n]
+
+
 # -- modules and classes ------------------------------------------------------------------------------------
 
 

@@ -14,8 +14,9 @@ Pairs: ``a2c-cnn`` / ``ppo-cnn`` (CnnPolicy on an ALE game, 8 envs, rl-zoo3's At
 wall-time ratio JEPA/plain, both throughputs (steps/s), and the JEPA buffer's extra bytes relative to SB3's own
 arrays, measured at the end of every rollout: the largest ratio seen and the mean.
 
-``--update`` times the update alone: each side collects one rollout, then ``train()`` runs again and again on it from
-the same weights and optimizer state, the sides interleaved; it prints the median ratio, the smallest time of each
+``--update`` times the update alone: each side learns one rollout (so that the optimizer has its state) and collects
+another, then ``train()`` runs again and again on that one from the same weights, optimizer state and (A2CJEPA) final
+observations' embeddings, the sides interleaved; it prints the median ratio, the smallest time of each
 side and the JEPA side's extra time per minibatch (the rollouts, with their own noise, are left out).
 
 ``--profile`` runs each side of a pair once more under cProfile and prints, per pair, where the JEPA side's extra
@@ -166,8 +167,8 @@ def timed_run(pair: Pair, jepa: bool, args: argparse.Namespace, seed: int) -> tu
 
 def update_times(pair: Pair, args: argparse.Namespace) -> tuple[list[float], dict[bool, list[float]], int]:
     """
-    Time ``train()`` alone: each side learns one rollout, then trains on it again from the same weights and
-    optimizer state, the sides interleaved (``args.repeats`` pairs), each timing repeating ``train()`` until it lasts
+    Time ``train()`` alone: each side learns one rollout and collects another, then trains on that one again and
+    again from the same weights, optimizer state and final observations' embeddings, the sides interleaved (``args.repeats`` pairs), each timing repeating ``train()`` until it lasts
     about 0.2 s.
 
     :param pair: the pair
@@ -195,6 +196,8 @@ def update_times(pair: Pair, args: argparse.Namespace) -> tuple[list[float], dic
         model.policy.optimizer.load_state_dict(saved[jepa][1])
         if jepa:
             model.rollout_buffer.final_embeddings = saved[jepa][2]  # type: ignore[attr-defined]
+            # loading bumped the weights' versions: they are those the embeddings were made with
+            model._jepa_final_versions = model._jepa_encoder_versions()  # type: ignore[attr-defined]
         start = clock()
         model.train()
         return clock() - start

@@ -11,7 +11,8 @@ from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.envs import IdentityEnvBox
 from stable_baselines3.common.logger import configure
-from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor
+from stable_baselines3.common.policies import ActorCriticCnnPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.utils import LinearSchedule, obs_as_tensor
 from stable_baselines3.common.vec_env import DummyVecEnv
 from torch import nn
@@ -461,6 +462,43 @@ def test_final_observations_embeddings_are_not_reused_where_they_differ(algo_cls
     model, callback = image_model(algo_cls, **kwargs)
     assert collect(model, callback).final_embeddings is None
     model.train()  # and the update runs as before
+
+
+class ScaledInputPolicy(ActorCriticCnnPolicy):
+    """A user's policy whose critic sees the observations halved: its encoder's input is not jepa_encode's."""
+
+    def predict_values(self, obs):  # type: ignore[no-untyped-def,override]
+        return super().predict_values(obs / 2)
+
+
+class MyNatureCNN(NatureCNN):
+    """A user's encoder: only its author knows whether its forward pass reads ``self.training``."""
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(policy=ScaledInputPolicy), dict(policy_kwargs=dict(features_extractor_class=MyNatureCNN))],
+    ids=["own-preprocessing", "own-encoder-class"],
+)
+def test_final_observations_embeddings_not_taken_from_a_users_own_parts(kwargs):
+    env = DummyVecEnv([lambda: SeededImageEnv(size=36, ep_length=5)] * 2)
+    model = A2CJEPA(kwargs.get("policy", "CnnPolicy"), env, seed=0, n_steps=8, policy_kwargs=kwargs.get("policy_kwargs"))
+    _, callback = model._setup_learn(total_timesteps=16)
+    assert collect(model, callback).final_embeddings is None
+
+
+def test_final_observations_embeddings_dropped_when_the_weights_changed_before_train():
+    model, callback = image_model()
+    buffer = collect(model, callback)
+    assert buffer.final_embeddings is not None
+    with th.no_grad():
+        next(model.policy.jepa_encoder.parameters()).mul_(0.5)  # e.g. a callback, or set_parameters()
+    rows: list[int] = []
+    handle = model.policy.jepa_encoder.register_forward_hook(lambda module, args, out: rows.append(len(out)))
+    model.train()
+    handle.remove()
+    assert buffer.final_embeddings is None
+    assert sum(rows) == 16 + len(buffer._terminal_rows_sorted) + 2  # the 16 rows, the terminals, the 2 finals again
 
 
 def test_final_observations_embeddings_only_from_a_pass_on_them():

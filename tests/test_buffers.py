@@ -174,10 +174,9 @@ def test_extra_memory_on_atari_sized_rollout():
         model.collect_rollouts(model.env, callback, buffer, n_rollout_steps=128)
         n_terminal = len(buffer.terminal_observations)
         list(buffer.get(256))
-        # Terminal observations with their row index, one bool per env, the per-rollout lookup tables (every
-        # row's successor address and a scratch position, int32 each): 8 bytes per transition, and the final
-        # observations' embeddings from SB3's last value estimate (8 x 512 float32, until an optimizer step)
-        assert buffer.jepa_nbytes() == n_terminal * (4 * 84 * 84 + 8) + 8 + 128 * 8 * (4 + 4) + 8 * 512 * 4
+        # Terminal observations with their row index, one bool per env, and the per-rollout lookup tables (every
+        # row's successor address and a scratch position, int32 each): 8 bytes per transition
+        assert buffer.jepa_nbytes() == n_terminal * (4 * 84 * 84 + 8) + 8 + 128 * 8 * (4 + 4)
         # ...and that report counts everything: every array the buffer holds, against SB3's own buffer of this size
         # (the final observations are the algorithm's _last_obs, held by reference: not the buffer's memory)
         assert model._last_obs is not None

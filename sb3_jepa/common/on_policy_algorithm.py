@@ -15,15 +15,17 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import DictRolloutBuffer, RolloutBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.preprocessing import preprocess_obs
+from stable_baselines3.common.torch_layers import CombinedExtractor, FlattenExtractor, NatureCNN
 from stable_baselines3.common.type_aliases import Schedule
 from stable_baselines3.common.utils import FloatSchedule, obs_as_tensor
 from stable_baselines3.common.vec_env import VecEnv
+from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.dropout import _DropoutNd
 
 from sb3_jepa.common.augmentation import check_augmentation
 from sb3_jepa.common.buffers import JEPADictRolloutBuffer, JEPARolloutBuffer, NextObservationMixin, as_jepa_buffer
-from sb3_jepa.common.jepa import check_embedding_norm, check_projection_arch
+from sb3_jepa.common.jepa import JEPAFeaturesExtractor, SimNorm, check_embedding_norm, check_projection_arch
 from sb3_jepa.common.loss import (
     CapturedEmbeddings,
     JEPASamples,
@@ -36,6 +38,7 @@ from sb3_jepa.common.loss import (
 )
 from sb3_jepa.common.metrics import collapse_metrics, prediction_cosine
 from sb3_jepa.common.policies import JEPAPolicyMixin, as_jepa_policy
+from sb3_jepa.common.torch_layers import SmallImageCNN
 from sb3_jepa.common.utils import (
     check_bool,
     check_finite_nonnegative,
@@ -55,6 +58,26 @@ _POLICY_KWARGS_FROM_ALGORITHM = (
     "jepa_embedding_norm",
     "jepa_projection_arch",
     "jepa_reward",
+)
+
+
+#: Module types whose output does not depend on the train/eval mode (exact types: a subclass may read
+#: ``self.training``): an encoder made only of these gives the same embeddings while collecting (eval mode) and
+#: training, so the final observations' embeddings of the collection can serve as targets (see
+#: ``JEPAOnPolicyMixin._jepa_reuses_final_encoding``). Left out on purpose: BatchNorm and InstanceNorm (running
+#: statistics), dropout of every kind, RReLU (random slopes in train mode), MultiheadAttention (its dropout).
+MODE_INDEPENDENT_MODULES: frozenset[type[nn.Module]] = frozenset(
+    {
+        *(nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, nn.Bilinear, nn.Identity, nn.Flatten, nn.Unflatten),
+        *(nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.LayerNorm, nn.GroupNorm, nn.RMSNorm),
+        *(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d),
+        *(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d),
+        *(nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.CELU, nn.SELU, nn.GELU, nn.SiLU, nn.Mish),
+        *(nn.Tanh, nn.Sigmoid, nn.Hardtanh, nn.Hardsigmoid, nn.Hardswish, nn.Softplus, nn.Softsign, nn.GLU),
+        *(nn.Softmax, nn.LogSoftmax),
+        # SB3's extractors and ours: their forward passes read no mode
+        *(NatureCNN, FlattenExtractor, CombinedExtractor, JEPAFeaturesExtractor, SmallImageCNN, SimNorm),
+    }
 )
 
 
@@ -181,7 +204,8 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             "_jepa_unrecorded",
             "_jepa_collecting_into",
             "_jepa_encoder_mixes_rows",
-            "_jepa_encoder_has_dropout",
+            "_jepa_encoder_mode_independent",
+            "_jepa_final_versions",
         ]
 
     def _setup_model(self) -> None:
@@ -229,8 +253,11 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self._jepa_coef_schedule = FloatSchedule(self.jepa_coef)
         # Whether a row's embedding depends on the other rows of its batch (train-mode BatchNorm)
         self._jepa_encoder_mixes_rows = any(isinstance(m, _BatchNorm) for m in self.policy.jepa_encoder.modules())
-        # Whether its output depends on the train/eval mode through dropout (see _jepa_reuses_final_encoding)
-        self._jepa_encoder_has_dropout = any(isinstance(m, _DropoutNd) for m in self.policy.jepa_encoder.modules())
+        # Whether its output cannot depend on the train/eval mode (see _jepa_reuses_final_encoding)
+        self._jepa_encoder_mode_independent = all(
+            type(m) in MODE_INDEPENDENT_MODULES for m in self.policy.jepa_encoder.modules()
+        )
+        self._jepa_final_versions: tuple[int, ...] | None = None
         # Loaded models skip __init__'s _init_jepa: give them the transient state too
         self._jepa_train_stats = _TrainStats()
         self._jepa_unrecorded = None
@@ -264,19 +291,23 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             assert self._last_obs is not None and self._last_episode_starts is not None
             embeddings = self._jepa_final_embeddings() if reuse else None
             rollout_buffer.add_final_observations(self._last_obs, self._last_episode_starts, embeddings)
+        self.policy.jepa_values_pass = None  # nothing kept past the rollout (a stopped one included)
         return complete
 
     def _jepa_reuses_final_encoding(self) -> bool:
         """
         Whether the ``stop_grad`` target can take the final observations' embeddings from SB3's last value estimate
-        of the rollout (``predict_values(new_obs)``) instead of encoding them again in ``train()``: they are the same
+        of the rollout (``predict_values(new_obs)``) instead of encoding them again in ``train()``. They are the same
         numbers where the critic reads the encoder E (a shared extractor), the target is E itself without gradient,
-        E's output does not depend on the train/eval mode (no BatchNorm, no dropout; under BatchNorm the extras
-        ride along the minibatch's pass anyway), and the samples carry the observations themselves (no
-        augmentation). They stay valid until the first optimizer step changes the weights (``_jepa_after_step``
-        drops them): for A2C, whose update is one step on the whole rollout, that is the whole update, and on its
-        CnnPolicy this encoding was most of the JEPA term's extra time (README, Speed). PPO would reuse them in its
-        first minibatch only, where they are a few of its extras: it does not (``_jepa_final_encoding_reusable``).
+        E's output cannot depend on the train/eval mode (it is made of :data:`MODE_INDEPENDENT_MODULES` only: no
+        BatchNorm, no dropout, no encoder of the user's own, which may read ``self.training``), and the samples carry
+        the observations themselves (no augmentation); :meth:`_jepa_final_embeddings` also checks that the encoder
+        was given exactly the final observations, preprocessed as :meth:`JEPAPolicyMixin.jepa_encode` does. They stay
+        valid while the encoder's weights do: the first optimizer step drops them (:meth:`_jepa_after_step`), and so
+        does ``train()`` if anything changed the weights in between (:meth:`_jepa_train_start`). For A2C, whose update
+        is one step on the whole rollout, that is the whole update, and on its CnnPolicy this encoding was most of
+        the JEPA term's extra time (README, Speed). PPO would reuse them in its first minibatch only, where they are
+        a few of its extras: it does not (``_jepa_final_encoding_reusable``).
 
         Not bit for bit: the extras still encoded (terminal observations) then go through the encoder in a smaller
         batch, and the CPU convolution's last bits depend on the batch size at some sizes (a row encoded alone
@@ -286,7 +317,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             self._jepa_final_encoding_reusable
             and self.jepa_target == "stop_grad"
             and not self._jepa_extras_ride_along()
-            and not self._jepa_encoder_has_dropout
+            and self._jepa_encoder_mode_independent
             and self.augment_observations is None
             and self.policy.share_features_extractor
             and (callable(self.jepa_coef) or self.jepa_coef > 0.0)
@@ -294,19 +325,29 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
 
     def _jepa_final_embeddings(self) -> th.Tensor | None:
         """
-        :return: the final observations' embeddings from the last ``predict_values`` call of the collection, if
-            that call was on them (SB3's last value estimate; a callback's call after it, at the rollout's end, is
-            on other observations: then None)
+        :return: the final observations' embeddings from the last ``predict_values`` call of the collection, if the
+            encoder was given the final observations there (SB3's last value estimate; a callback's call after it,
+            or a policy of the user's own that preprocesses otherwise, give it something else: then None); their
+            encoder weights' versions are kept for :meth:`_jepa_train_start`
         """
         values_pass = self.policy.jepa_values_pass
         self.policy.jepa_values_pass = None
         if values_pass is None:
             return None
-        observations, embeddings = values_pass
+        encoder_input, embeddings = values_pass
         assert self._last_obs is not None
-        if not observations_equal(observations, obs_as_tensor(self._last_obs, self.device)):  # type: ignore[arg-type]
+        # What jepa_encode gives the encoder (one more host-to-device copy of n_envs observations per rollout on GPU)
+        final = obs_as_tensor(self._last_obs, self.device)  # type: ignore[arg-type]
+        expected = preprocess_obs(final, self.observation_space, normalize_images=self.policy.normalize_images)
+        if not observations_equal(encoder_input, expected):
             return None
-        return embeddings.detach()
+        self._jepa_final_versions = self._jepa_encoder_versions()
+        return embeddings
+
+    def _jepa_encoder_versions(self) -> tuple[int, ...]:
+        """:return: the version counters of the encoder's parameters and buffers (any in-place change bumps one)"""
+        encoder = self.policy.jepa_encoder
+        return tuple(tensor._version for tensor in (*encoder.parameters(), *encoder.buffers()))
 
     def _update_info_buffer(self, infos: list[dict[str, Any]], dones: np.ndarray | None = None) -> None:
         super()._update_info_buffer(infos, dones)
@@ -317,10 +358,17 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
     # -- training: called from the marked lines of the copied train() ----------------------------------------
 
     def _jepa_train_start(self) -> None:
-        """Start of ``train()``: read ``jepa_coef`` from its schedule and reset the logged statistics."""
+        """
+        Start of ``train()``: read ``jepa_coef`` from its schedule, reset the logged statistics, and drop the final
+        observations' embeddings if the encoder changed since they were made.
+        """
         coef = self._jepa_coef_schedule(self._current_progress_remaining)
         check_finite_nonnegative(f"jepa_coef (schedule at progress_remaining={self._current_progress_remaining})", coef)
         self._jepa_train_stats = _TrainStats(coef=coef)
+        # The final observations' embeddings only if the encoder's weights are still those that made them (a
+        # callback at the rollout's end, or set_parameters(), may have changed them)
+        if self.rollout_buffer.final_embeddings is not None and self._jepa_final_versions != self._jepa_encoder_versions():
+            self.rollout_buffer.final_embeddings = None
 
     def _jepa_capture_start(self, rollout_data: JEPASamples) -> None:
         """

@@ -159,8 +159,9 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         )
         self._jepa_capture = _EncoderCapture()
         self._jepa_remember_values = False
-        #: while :meth:`jepa_remember_values_pass` is on: the observations of the last ``predict_values`` call and
-        #: their embeddings (no gradient where SB3 calls it, under ``no_grad``), else None
+        #: while :meth:`jepa_remember_values_pass` is on: what the encoder was given in the last ``predict_values``
+        #: call (preprocessed observations) and its output (a copy; no gradient where SB3 calls it, under
+        #: ``no_grad``), else None
         self.jepa_values_pass: tuple[PyTorchObs, th.Tensor] | None = None
         super().__init__(*args, **kwargs)
         warn_if_encoder_has_no_parameters(self.jepa_encoder)
@@ -289,21 +290,25 @@ class JEPAPolicyMixin(ActorCriticPolicy):
 
     def predict_values(self, obs: PyTorchObs) -> th.Tensor:
         """
-        SB3's ``predict_values``; while :meth:`jepa_remember_values_pass` is on, the encoder's output of this call
-        (where the critic reads the encoder E) is kept in ``jepa_values_pass`` with ``obs``.
+        SB3's ``predict_values``; while :meth:`jepa_remember_values_pass` is on, the encoder's input and output of
+        this call (where the critic reads the encoder E) are kept in ``jepa_values_pass``.
 
         :param obs: the observations
         :return: the estimated values
         """
         if not self._jepa_remember_values:
             return super().predict_values(obs)
-        self._jepa_capture.start(self.jepa_encoder, detach=False, extra=None)
+        self.jepa_values_pass = None
+        # A hook of its own (not the train-time capture, which a user's code may have armed): the first pass only
+        handle = self.jepa_encoder.register_forward_hook(self._jepa_keep_values_pass)
         try:
-            values = super().predict_values(obs)
+            return super().predict_values(obs)
         finally:
-            captured = self._jepa_capture.stop()
-        self.jepa_values_pass = None if captured is None else (obs, captured.rows)
-        return values
+            handle.remove()
+
+    def _jepa_keep_values_pass(self, module: nn.Module, args: tuple[Any, ...], output: th.Tensor) -> None:
+        if self.jepa_values_pass is None:
+            self.jepa_values_pass = (args[0], output.detach().clone())
 
     def jepa_encode(self, obs: PyTorchObs, target: bool = False) -> th.Tensor:
         """

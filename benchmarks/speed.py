@@ -168,8 +168,8 @@ def timed_run(pair: Pair, jepa: bool, args: argparse.Namespace, seed: int) -> tu
 def update_times(pair: Pair, args: argparse.Namespace) -> tuple[list[float], dict[bool, list[float]], int]:
     """
     Time ``train()`` alone: each side learns one rollout and collects another, then trains on that one again and
-    again from the same weights, optimizer state and final observations' embeddings, the sides interleaved (``args.repeats`` pairs), each timing repeating ``train()`` until it lasts
-    about 0.2 s.
+    again from the same weights, optimizer state and final observations' embeddings, the sides interleaved
+    (``args.repeats`` pairs), each timing repeating ``train()`` until it lasts about 0.2 s.
 
     :param pair: the pair
     :param args: the benchmark's arguments

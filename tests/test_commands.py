@@ -56,3 +56,16 @@ def test_speed_benchmark_update_only_smoke():
 def test_startup_benchmark_smoke():
     output = run("-m", "benchmarks.startup", "--repeats", "2").stdout
     assert "import of sb3_jepa_zoo_hook at start" in output and "opted out" in output
+
+
+@pytest.mark.slow
+def test_return_ranking_smoke(tmp_path):
+    """The planning diagnostic of docs/results/planning.md, on a barely trained model with a reward predictor."""
+    from sb3_jepa import PPOJEPA
+
+    model = PPOJEPA("CnnPolicy", "TwoRoomsDiscrete-v0", n_steps=16, batch_size=16, n_epochs=1, jepa_reward_coef=0.01, seed=0)
+    model.learn(16).save(tmp_path / "TwoRoomsDiscrete-v0" / "jepa_rl" / "seed0" / "zoo" / "model.zip")
+    output = run("-m", "benchmarks.return_ranking", str(tmp_path), "jepa_rl/seed0", "--pairs", "2", "--candidates", "4")
+    (line,) = [line for line in output.stdout.splitlines() if line.startswith("jepa_rl/seed0 | ")]
+    values = [float(v) for v in line.split("|")[1:]]
+    assert len(values) == 5 and all(-1.0 <= v <= 1.0 for v in (values[0], values[1], values[4]))

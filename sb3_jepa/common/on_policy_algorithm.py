@@ -316,7 +316,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         return (
             self._jepa_final_encoding_reusable
             and self.jepa_target == "stop_grad"
-            and not self._jepa_extras_ride_along()
+            # mode-independent rules out BatchNorm too, under which stop_grad's extras ride along the minibatch's pass
             and self._jepa_encoder_mode_independent
             and self.augment_observations is None
             and self.policy.share_features_extractor
@@ -330,8 +330,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             or a policy of the user's own that preprocesses otherwise, give it something else: then None); their
             encoder weights' versions are kept for :meth:`_jepa_train_start`
         """
-        values_pass = self.policy.jepa_values_pass
-        self.policy.jepa_values_pass = None
+        values_pass = self.policy.jepa_values_pass  # collect_rollouts forgets it after this
         if values_pass is None:
             return None
         encoder_input, embeddings = values_pass

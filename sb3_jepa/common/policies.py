@@ -282,11 +282,9 @@ class JEPAPolicyMixin(ActorCriticPolicy):
         algorithm turns it on while it collects a rollout: SB3's last value estimate of the rollout encodes the
         final observations, which the JEPA target needs again (see ``JEPAOnPolicyMixin.collect_rollouts``).
 
-        :param remember: keep them from now on (and forget the last one kept), or stop keeping them
+        :param remember: keep them from now on (each call replaces the last one kept), or stop keeping them
         """
         self._jepa_remember_values = remember
-        if remember:
-            self.jepa_values_pass = None
 
     def predict_values(self, obs: PyTorchObs) -> th.Tensor:
         """

@@ -165,6 +165,22 @@ def test_planning_command_refuses_bad_arguments(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_runs_without_a_saved_model_are_refused_by_name(tmp_path, capsys):
+    """A finished run whose model was not kept is named, before any work (not SB3's "model.zip.zip")"""
+    for seed in (0, 1):
+        run = tmp_path / "study" / ENV_ID / "jepa_rl" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps(dict(algo="ppo_jepa")))
+    (tmp_path / "study" / ENV_ID / "jepa_rl" / "seed1" / "zoo").mkdir()
+    (tmp_path / "study" / ENV_ID / "jepa_rl" / "seed1" / "zoo" / "model.zip").write_bytes(b"")
+    with pytest.raises(SystemExit) as exited:
+        main(["evaluate", "--study", str(tmp_path / "study"), "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert exited.value.code == 2 and "runs without a saved model (zoo/model.zip)" in error
+    assert "jepa_rl/seed0;" in error and "seed1" not in error.split("under")[1]
+    assert not (tmp_path / "out").exists()
+
+
 def test_settings_refuse_bad_controllers():
     assert PlanningSettings(controllers=("random", "greedy", "greedy")).controllers == ("greedy", "random")
     assert PlanningSettings().controllers == CONTROLLERS

@@ -559,6 +559,13 @@ def find_models(
             raise ValueError(f"configs {missing} have no finished run under {root}")
     if not found:
         raise FileNotFoundError(f"No finished study run under {root} (runs write <config>/seed<N>/summary.json)")
+    # Refused here, before any episode: SB3's load would name "model.zip.zip", and only once the evaluation started
+    without_model = [f"{config}/seed{seed}" for config, seed, path, _ in found if not path.is_file()]
+    if without_model:
+        raise FileNotFoundError(
+            f"runs without a saved model (zoo/model.zip) under {root}: {', '.join(without_model)}; "
+            "pass --configs and --seeds that leave them out"
+        )
     return found
 
 

@@ -69,3 +69,18 @@ def test_return_ranking_smoke(tmp_path):
     (line,) = [line for line in output.stdout.splitlines() if line.startswith("jepa_rl/seed0 | ")]
     values = [float(v) for v in line.split("|")[1:]]
     assert len(values) == 5 and all(-1.0 <= v <= 1.0 for v in (values[0], values[1], values[4]))
+
+
+@pytest.mark.slow
+def test_predictor_refit_smoke(tmp_path):
+    """Issue 17's world-model control: W refitted on the frozen E, then planned with (a barely trained model)."""
+    from sb3_jepa import PPOJEPA
+
+    model = PPOJEPA("CnnPolicy", "TwoRoomsDiscrete-v0", n_steps=16, batch_size=16, n_epochs=1, seed=0)
+    model.learn(16).save(tmp_path / "TwoRoomsDiscrete-v0" / "jepa_rl" / "seed0" / "zoo" / "model.zip")
+    tiny = ["--transitions", "40", "--iterations", "3", "--pairs", "1", "--max-steps", "2", "--controllers", "planner"]
+    output = run("-m", "benchmarks.predictor_refit", str(tmp_path), "jepa_rl/seed0", *tiny)
+    (line,) = [line for line in output.stdout.splitlines() if line.startswith("jepa_rl/seed0 | ")]
+    _, no_change, as_trained, refitted, successes = line.split(" | ")
+    assert all(float(value) >= 0.0 for value in (no_change, as_trained, refitted))
+    assert successes.startswith("planner ") and 0.0 <= float(successes.split()[1]) <= 1.0

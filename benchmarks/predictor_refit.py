@@ -1,0 +1,154 @@
+"""
+Issue 17's control for the world model: is the planner limited by how well ``W`` fits? For each model, ``W`` alone is
+fitted again, to convergence, on the trained encoder ``E`` (frozen), from transitions of the model's own stochastic
+policy, and the evaluation's planners are run with it. Printed per model:
+
+- the held-out one-step error of ``W`` as trained, of the refitted ``W``, and of the "no change" predictor
+  (``z_{t+1} = z_t``), each as squared error over the embeddings' total variance (the planning report's unit);
+- the success of each controller on the evaluation's pairs (pair seed 0, the evaluation's default planner settings
+  unless given) with the refitted ``W``, to set beside the evaluation's own row for the model.
+
+If the refitted ``W`` plans no better, the planner's shortfall is not ``W``'s fit.
+
+    python -m benchmarks.predictor_refit runs/study17r jepa_rl/seed3 jepa_rl/seed4 --value-weight 10
+
+(the runs are folders of a ``python -m sb3_jepa.study run`` output holding ``zoo/model.zip``; the result of
+2026-12-04 is in docs/results/planning.md)
+"""
+
+import argparse
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+from stable_baselines3.common.env_util import make_vec_env
+
+import sb3_jepa  # noqa: F401  (registers the environments)
+from sb3_jepa import PPOJEPA
+from sb3_jepa.planning import evaluate
+from sb3_jepa.planning.world_model import WorldModel
+
+ENV_ID = "TwoRoomsDiscrete-v0"
+
+
+def collect(model: Any, n_transitions: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """
+    :return: observations, actions and next observations (the terminal observation where an episode ended) of
+        ``n_transitions`` steps of the model's stochastic policy on 8 envs
+    """
+    env = make_vec_env(ENV_ID, n_envs=8, seed=seed)
+    th.manual_seed(seed)
+    obs = np.asarray(env.reset())  # Two Rooms: one image array (not a dict)
+    observations: list[np.ndarray] = []
+    actions: list[np.ndarray] = []
+    successors: list[np.ndarray] = []
+    for _ in range(-(-n_transitions // env.num_envs)):
+        action, _ = model.predict(obs, deterministic=False)
+        stepped, _, dones, infos = env.step(action)
+        next_obs = np.asarray(stepped)
+        successor = next_obs.copy()
+        for index in np.flatnonzero(dones):
+            successor[index] = infos[index]["terminal_observation"]
+        observations.append(obs)
+        actions.append(action)
+        successors.append(successor)
+        obs = next_obs
+    env.close()
+    return np.concatenate(observations), np.concatenate(actions), np.concatenate(successors)
+
+
+def encode(world: WorldModel, observations: np.ndarray, target: bool, chunk: int = 512) -> th.Tensor:
+    """``E(o)`` (``target``: the space ``W`` predicts in, :meth:`WorldModel.target`) of every observation, no gradient"""
+    out = []
+    with th.no_grad(), world.eval_mode():
+        for start in range(0, len(observations), chunk):
+            tensor, _ = world.policy.obs_to_tensor(observations[start : start + chunk])
+            out.append(world.target(tensor) if target else world.encode(tensor))
+    return th.cat(out)
+
+
+def relative_error(prediction: th.Tensor, target: th.Tensor, variance: th.Tensor) -> float:
+    """Mean squared error over the embeddings' total variance (1: as far as a typical embedding from their mean)"""
+    return float((prediction - target).pow(2).sum(dim=1).mean() / variance)
+
+
+def refit(
+    predictor: th.nn.Module, z: th.Tensor, actions: th.Tensor, z_next: th.Tensor, iterations: int, seed: int
+) -> th.nn.Module:
+    """
+    :return: a copy of ``predictor`` trained by Adam (lr 1e-3, minibatches of 256) on the squared error
+        ``||W(z, a) - z_next||^2`` for ``iterations`` steps
+    """
+    fitted = copy.deepcopy(predictor).train()
+    optimizer = th.optim.Adam(fitted.parameters(), lr=1e-3)
+    generator = th.Generator().manual_seed(seed)
+    for _ in range(iterations):
+        rows = th.randint(len(z), (256,), generator=generator)
+        loss = (fitted(z[rows], actions[rows]) - z_next[rows]).pow(2).sum(dim=1).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return fitted.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("study", type=Path, help="a `python -m sb3_jepa.study run` --out folder")
+    parser.add_argument("runs", nargs="+", help="runs in it, as <configuration>/seed<N> (with zoo/model.zip)")
+    parser.add_argument("--transitions", type=int, default=40_000, help="transitions collected (90%% fit, 10%% held out)")
+    parser.add_argument("--iterations", type=int, default=4000, help="Adam steps of the refit")
+    parser.add_argument("--pairs", type=int, default=100, help="the evaluation's first pairs (pair seed 0)")
+    parser.add_argument("--controllers", nargs="+", default=["planner", "planner_prior", "planner_prior_value"])
+    parser.add_argument("--value-weight", type=float, default=10.0)
+    parser.add_argument("--max-steps", type=int, default=100)
+    args = parser.parse_args(argv)
+    if args.transitions < 20 or args.iterations < 1 or args.pairs < 1:
+        parser.error("--transitions must be >= 20, --iterations and --pairs >= 1")
+    unknown = sorted(set(args.controllers) - set(evaluate.PLANNERS))
+    if unknown:
+        parser.error(f"--controllers must be planners, some of {evaluate.PLANNERS}; got {unknown}")
+    settings = evaluate.PlanningSettings(env_id=ENV_ID, value_weight=args.value_weight, max_steps=args.max_steps)
+    pairs = evaluate.make_pairs(ENV_ID, args.pairs, settings.pair_seed)
+    env, limit = gym.make(ENV_ID), args.max_steps
+    print(
+        f"{ENV_ID}: W refitted on the frozen E from {args.transitions} transitions of the model's stochastic policy "
+        f"({args.iterations} Adam steps); planners with cem {settings.options}, horizon {settings.horizon}, replan every "
+        f"{settings.replan_every}, value weight {args.value_weight}, {args.pairs} pairs"
+    )
+    print("run | held-out error: no change | W as trained | W refitted | success with the refitted W per controller")
+    for run in args.runs:
+        began = time.perf_counter()
+        model = PPOJEPA.load(args.study / ENV_ID / run / "zoo" / "model.zip", device="cpu")
+        world = WorldModel(model.policy, getattr(model, "jepa_loss", "mse"))
+        observations, actions, successors = collect(model, args.transitions, seed=123)
+        z, z_next = encode(world, observations, target=False), encode(world, successors, target=True)
+        action_tensor = th.as_tensor(actions)
+        n_fit = int(0.9 * len(z))
+        variance = z.var(dim=0).sum()
+        held_out = slice(n_fit, None)
+        with th.no_grad():
+            trained_prediction = model.policy.jepa_predictor(z[held_out], action_tensor[held_out])
+            as_trained = relative_error(trained_prediction, z_next[held_out], variance)
+        fitted = refit(model.policy.jepa_predictor, z[:n_fit], action_tensor[:n_fit], z_next[:n_fit], args.iterations, seed=0)
+        with th.no_grad():
+            refitted = relative_error(fitted(z[held_out], action_tensor[held_out]), z_next[held_out], variance)
+        no_change = relative_error(z[held_out], z_next[held_out], variance)
+        model.policy.jepa_predictor.load_state_dict(fitted.state_dict())
+        successes = []
+        for name in args.controllers:
+            (controller,) = evaluate.model_controllers(model, settings, names=(name,))
+            rows = evaluate.play(controller, env, pairs, list(range(args.pairs)), limit, settings.pair_seed)
+            successes.append(f"{name} {np.mean([row['success'] for row in rows]):.2f}")
+        print(
+            f"{run} | {no_change:.3f} | {as_trained:.3f} | {refitted:.3f} | {', '.join(successes)} "
+            f"({time.perf_counter() - began:.0f} s)",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

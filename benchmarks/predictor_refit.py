@@ -19,7 +19,6 @@ If the refitted ``W`` plans no better, the planner's shortfall is not ``W``'s fi
 import argparse
 import copy
 import time
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -28,11 +27,10 @@ import torch as th
 from stable_baselines3.common.env_util import make_vec_env
 
 import sb3_jepa  # noqa: F401  (registers the environments)
-from sb3_jepa import PPOJEPA
+from benchmarks import study_runs
+from benchmarks.study_runs import ENV_ID
 from sb3_jepa.planning import evaluate
 from sb3_jepa.planning.world_model import WorldModel
-
-ENV_ID = "TwoRoomsDiscrete-v0"
 
 
 def collect(model: Any, n_transitions: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -97,11 +95,9 @@ def refit(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", type=Path, help="a `python -m sb3_jepa.study run` --out folder")
-    parser.add_argument("runs", nargs="+", help="runs in it, as <configuration>/seed<N> (with zoo/model.zip)")
+    study_runs.add_arguments(parser)
     parser.add_argument("--transitions", type=int, default=40_000, help="transitions collected (90%% fit, 10%% held out)")
     parser.add_argument("--iterations", type=int, default=4000, help="Adam steps of the refit")
-    parser.add_argument("--pairs", type=int, default=100, help="the evaluation's first pairs (pair seed 0)")
     parser.add_argument("--controllers", nargs="+", default=["planner", "planner_prior", "planner_prior_value"])
     parser.add_argument("--value-weight", type=float, default=10.0)
     parser.add_argument("--max-steps", type=int, default=100)
@@ -122,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     print("run | held-out error: no change | W as trained | W refitted | success with the refitted W per controller")
     for run in args.runs:
         began = time.perf_counter()
-        model = PPOJEPA.load(args.study / ENV_ID / run / "zoo" / "model.zip", device="cpu")
+        model = study_runs.load(args.study, run)
         world = WorldModel(model.policy, getattr(model, "jepa_loss", "mse"))
         observations, actions, successors = collect(model, args.transitions, seed=123)
         z, z_next = encode(world, observations, target=False), encode(world, successors, target=True)

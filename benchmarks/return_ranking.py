@@ -21,7 +21,6 @@ geodesic distance gained (the shaped reward telescopes: its discounted sum is ne
 
 import argparse
 import copy
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -30,19 +29,18 @@ from gymnasium import spaces
 from scipy.stats import spearmanr
 
 import sb3_jepa  # noqa: F401  (registers the environments)
-from sb3_jepa import PPOJEPA
+from benchmarks import study_runs
+from benchmarks.study_runs import ENV_ID
 from sb3_jepa.envs.two_rooms import TwoRoomsEnv
 from sb3_jepa.planning import LatentPlanner
 from sb3_jepa.planning.evaluate import make_pairs
 
-ENV_ID, HORIZON = "TwoRoomsDiscrete-v0", 12
+HORIZON = 12
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("study", type=Path, help="a `python -m sb3_jepa.study run` --out folder")
-    parser.add_argument("runs", nargs="+", help="runs in it, as <configuration>/seed<N> (with zoo/model.zip)")
-    parser.add_argument("--pairs", type=int, default=100, help="the evaluation's first pairs (pair seed 0)")
+    study_runs.add_arguments(parser)
     parser.add_argument("--candidates", type=int, default=64, help="random action sequences per pair (>= 3)")
     args = parser.parse_args(argv)
     if args.pairs < 1 or args.candidates < 3:
@@ -55,7 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         "| corr. true rewards vs distance gained"
     )
     for run in runs:
-        model = PPOJEPA.load(study / ENV_ID / run / "zoo" / "model.zip", device="cpu")
+        model = study_runs.load(study, run)
         planner = LatentPlanner(model, horizon=HORIZON, value_estimate="return", value_weight=1.0, prior="policy")
         world, gamma = planner.world, model.gamma
         discounts = gamma ** np.arange(HORIZON + 1)

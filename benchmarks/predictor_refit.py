@@ -35,6 +35,9 @@ from sb3_jepa.planning.world_model import WorldModel
 
 def collect(model: Any, n_transitions: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
+    :param model: a trained PPOJEPA on Two Rooms
+    :param n_transitions: how many transitions (rounded up to whole steps of the 8 envs)
+    :param seed: the envs' seed and torch's (the policy samples from torch's generator)
     :return: observations, actions and next observations (the terminal observation where an episode ended) of
         ``n_transitions`` steps of the model's stochastic policy on 8 envs
     """
@@ -60,7 +63,13 @@ def collect(model: Any, n_transitions: int, seed: int) -> tuple[np.ndarray, np.n
 
 
 def encode(world: WorldModel, observations: np.ndarray, target: bool, chunk: int = 512) -> th.Tensor:
-    """``E(o)`` (``target``: the space ``W`` predicts in, :meth:`WorldModel.target`) of every observation, no gradient"""
+    """
+    :param world: the model's world model
+    :param observations: observations, a batch
+    :param target: encode into the space ``W`` predicts in (:meth:`WorldModel.target`) instead of with ``E``
+    :param chunk: observations per encoder pass
+    :return: ``E(o)`` (or the target's) of every observation, no gradient
+    """
     out = []
     with th.no_grad(), world.eval_mode():
         for start in range(0, len(observations), chunk):
@@ -70,7 +79,12 @@ def encode(world: WorldModel, observations: np.ndarray, target: bool, chunk: int
 
 
 def relative_error(prediction: th.Tensor, target: th.Tensor, variance: th.Tensor) -> float:
-    """Mean squared error over the embeddings' total variance (1: as far as a typical embedding from their mean)"""
+    """
+    :param prediction: predicted embeddings, shape ``(n, dim)``
+    :param target: the true ones, the same shape
+    :param variance: the embeddings' total variance (summed over dimensions)
+    :return: the mean squared error over it (1: as far as a typical embedding from their mean)
+    """
     return float((prediction - target).pow(2).sum(dim=1).mean() / variance)
 
 
@@ -78,6 +92,12 @@ def refit(
     predictor: th.nn.Module, z: th.Tensor, actions: th.Tensor, z_next: th.Tensor, iterations: int, seed: int
 ) -> th.nn.Module:
     """
+    :param predictor: ``W`` as trained (left unchanged)
+    :param z: embeddings ``z_t`` to fit on
+    :param actions: the actions taken from them
+    :param z_next: the targets ``z_{t+1}``
+    :param iterations: Adam steps
+    :param seed: seed of the minibatches' draw
     :return: a copy of ``predictor`` trained by Adam (lr 1e-3, minibatches of 256) on the squared error
         ``||W(z, a) - z_next||^2`` for ``iterations`` steps
     """

@@ -1,7 +1,7 @@
 """
 What the planning diagnostics (:mod:`benchmarks.return_ranking`, :mod:`benchmarks.predictor_refit`) share: their
-command line names models as runs of a ``python -m sb3_jepa.study run`` output folder on Two Rooms, and plays the
-planning evaluation's first pairs.
+command line names models as runs of a ``python -m sb3_jepa.study run`` output folder on Two Rooms, and takes the
+planning evaluation's first pairs (``--pairs``).
 """
 
 import argparse

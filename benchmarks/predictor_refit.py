@@ -4,7 +4,9 @@ fitted again, to convergence, on the trained encoder ``E`` (frozen), from transi
 policy, and the evaluation's planners are run with it. Printed per model:
 
 - the held-out one-step error of ``W`` as trained, of the refitted ``W``, and of the "no change" predictor
-  (``z_{t+1} = z_t``), each as squared error over the embeddings' total variance (the planning report's unit);
+  (``z_{t+1} = z_t``), each as squared error over the embeddings' total variance, in the space ``W`` predicts in
+  (:meth:`WorldModel.target`; for models trained with the squared loss and no projection head, as the planning
+  report's are, the space the evaluation compares in);
 - the success of each controller on the evaluation's pairs (pair seed 0, the evaluation's default planner settings
   unless given) with the refitted ``W``, to set beside the evaluation's own row for the model.
 

@@ -1,0 +1,140 @@
+"""
+Issue 17's ceiling, measured: what would the policy-prior planner reach with a *perfect* world model? The planner
+that picks among the policy's own sampled trajectories (``--options n_samples:1 n_elites:1 n_iterations:1
+--replan-every 1``, "prior only" in docs/results/planning.md) is replayed with ``W`` and ``R`` replaced by the
+environment itself: each candidate is the actor's trajectory played in a copy of the environment (the actor on the
+true observations; candidate 0 takes the mode, the others sample, as
+:meth:`~sb3_jepa.planning.LatentPlanner.prior_candidates` does), and the candidates are scored
+
+- ``oracle_return``: by the true return estimate ``sum_{t<H} gamma^t r_t + gamma^H V(E(s_H))`` (the environment's
+  rewards; the critic on the true last observation, 0 once the goal is reached), as ``value_estimate="return"``
+  scores ``W``'s latents;
+- ``oracle_distance``: by the latent distance cost ``sum_t ||E(s_t) - E(goal)||^2`` on the true observations' embeddings
+  (in the space ``W`` was trained to predict in, :meth:`~sb3_jepa.planning.world_model.WorldModel.compared`), as
+  the distance planner scores ``W``'s latents;
+
+and the first action of the best is taken, at every step. Beside them, on the same pairs and seeds, the stochastic
+policy (SB3's ``predict``, reseeded per pair as the evaluation does: it reproduces the evaluation's figure).
+
+If the oracle beats the stochastic policy, a better ``W`` is the way to a planner that adds to the policy; if it
+does not, no world model can make this controller do so with these scores.
+
+    python -m benchmarks.oracle_planner runs/study17r jepa_rl/seed3 rl_only/seed3 --pairs 100
+
+(the runs are folders of a ``python -m sb3_jepa.study run`` output holding ``zoo/model.zip``; the result of
+2026-12-04 is in docs/results/planning.md)
+"""
+
+import argparse
+import copy
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch as th
+
+import sb3_jepa  # noqa: F401  (registers the environments)
+from benchmarks import study_runs
+from benchmarks.study_runs import ENV_ID
+from sb3_jepa.planning.evaluate import Controller, make_pairs, play
+from sb3_jepa.planning.world_model import WorldModel
+
+#: The scores an oracle controller can rank its candidates by
+SCORES = ("return", "distance")
+
+
+def oracle_controller(model: Any, env: gym.Env, score: str, n_candidates: int = 24, horizon: int = 12) -> Controller:
+    """
+    The policy-prior planner with the environment as its world model (see the module).
+
+    :param model: a trained PPOJEPA/A2CJEPA model whose critic reads ``z`` (a shared encoder)
+    :param env: the environment the episodes run in (its unwrapped state is copied at every step)
+    :param score: one of :data:`SCORES`
+    :param n_candidates: the actor's trajectories per step (candidate 0 takes the mode)
+    :param horizon: their length
+    :return: the controller ``oracle_<score>``
+    """
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+    world = WorldModel(model.policy, jepa_loss=getattr(model, "jepa_loss", "mse"))
+    world.check_V()
+    gamma, generator = float(model.gamma), th.Generator()
+    greedy = th.arange(n_candidates) == 0
+
+    def encode(observations: np.ndarray) -> th.Tensor:
+        return world.encode(model.policy.obs_to_tensor(observations)[0])
+
+    def act(obs: np.ndarray, goal_obs: np.ndarray) -> int:
+        sims = [copy.deepcopy(env.unwrapped) for _ in range(n_candidates)]
+        current = np.stack([obs] * n_candidates)
+        alive = np.ones(n_candidates, dtype=bool)
+        returns, distances = np.zeros(n_candidates), np.zeros(n_candidates)
+        with th.no_grad(), world.eval_mode():
+            goal = world.compared(world.target(model.policy.obs_to_tensor(goal_obs)[0]))
+            first = None
+            z = encode(current)
+            for t in range(horizon):
+                actions = world.pi(z, generator, deterministic=greedy).numpy()
+                first = actions if first is None else first
+                for i in np.flatnonzero(alive):
+                    current[i], reward, terminated, _, _ = sims[i].step(int(actions[i]))
+                    returns[i] += gamma**t * float(reward)
+                    alive[i] = not terminated
+                z = encode(current)
+                if score == "distance":  # a candidate that reached the goal stays on its last observation
+                    target = z if not world.ema else world.target(model.policy.obs_to_tensor(current)[0])
+                    distances += (world.compared(target) - goal).pow(2).sum(dim=-1).numpy()
+            if score == "return":
+                returns += gamma**horizon * np.where(alive, world.V(z).numpy(), 0.0)
+        assert first is not None
+        best = int(np.argmax(returns)) if score == "return" else int(np.argmin(distances))
+        return int(first[best])
+
+    def start(seed: int) -> None:
+        generator.manual_seed(seed)
+
+    return Controller(f"oracle_{score}", act, start)
+
+
+def stochastic_controller(model: Any) -> Controller:
+    """The trained policy's ``predict``, reseeded per pair as the planning evaluation's ``stochastic`` is"""
+
+    def start(seed: int) -> None:
+        th.manual_seed(seed)  # SB3's predict samples from torch's global generator
+
+    return Controller("stochastic", lambda obs, goal_obs: model.predict(obs, deterministic=False)[0], start)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    study_runs.add_arguments(parser)
+    parser.add_argument("--candidates", type=int, default=24, help="the actor's trajectories per step (>= 1)")
+    parser.add_argument("--horizon", type=int, default=12, help="their length (>= 1)")
+    parser.add_argument("--max-steps", type=int, default=100, help="the episode length (the evaluation's)")
+    args = parser.parse_args(argv)
+    if args.pairs < 1 or args.candidates < 1 or args.horizon < 1 or args.max_steps < 1:
+        parser.error("--pairs, --candidates, --horizon and --max-steps must be >= 1")
+    th.set_num_threads(1)
+    pairs = make_pairs(ENV_ID, args.pairs, seed=0)  # the evaluation's pairs (pair seed 0)
+    print(f"{ENV_ID}, {args.pairs} pairs, {args.candidates} candidates of {args.horizon} steps, replanned every step")
+    print("run | controller | success | same room | cross room | ms/step")
+    for run in args.runs:
+        model = study_runs.load(args.study, run)
+        env = gym.make(ENV_ID)
+        controllers = [stochastic_controller(model)]
+        controllers += [oracle_controller(model, env, score, args.candidates, args.horizon) for score in SCORES]
+        for controller in controllers:
+            rows = play(controller, env, pairs, list(range(len(pairs))), args.max_steps, pair_seed=0)
+            success = np.array([row["success"] for row in rows], dtype=float)
+            cross = np.array([row["cross_room"] for row in rows])
+            ms = 1000 * sum(row["planning_time_s"] for row in rows) / sum(row["steps"] for row in rows)
+            print(
+                f"{run} | {controller.name} | {success.mean():.0%} | {success[~cross].mean():.0%} "
+                f"| {success[cross].mean() if cross.any() else float('nan'):.0%} | {ms:.1f}",
+                flush=True,
+            )
+        env.close()
+
+
+if __name__ == "__main__":
+    main()

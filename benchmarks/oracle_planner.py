@@ -13,13 +13,21 @@ true observations; candidate 0 takes the mode, the others sample, as
   (in the space ``W`` was trained to predict in, :meth:`~sb3_jepa.planning.world_model.WorldModel.compared`), as
   the distance planner scores ``W``'s latents;
 
-and the first action of the best is taken, at every step. Beside them, on the same pairs and seeds, the stochastic
-policy (SB3's ``predict``, reseeded per pair as the evaluation does: it reproduces the evaluation's figure).
+and the first action of the best is taken, at every step. Beside them, on the same pairs and seeds:
+
+- ``model_return`` and ``model_distance``: the same search through the model itself
+  (:class:`~sb3_jepa.planning.LatentPlanner` with ``prior="policy"``, one CEM iteration of one sample and one elite,
+  replanning every step, and the score alone: ``distance_weight=0`` with the return, ``value_weight=0`` with the
+  distance). The one random sample CEM draws beside the policy's candidates is the only difference from the oracle's
+  candidates;
+- ``stochastic``: the policy itself (SB3's ``predict``, reseeded per pair as the evaluation does: it reproduces the
+  evaluation's figure).
 
 If the oracle beats the stochastic policy, a better ``W`` is the way to a planner that adds to the policy; if it
 does not, no world model can make this controller do so with these scores.
 
     python -m benchmarks.oracle_planner runs/study17r jepa_rl/seed3 rl_only/seed3 --pairs 100
+    python -m benchmarks.oracle_planner runs/study17r jepa_rl/seed3 --horizon 3 --controllers model_return oracle_return
 
 (the runs are folders of a ``python -m sb3_jepa.study run`` output holding ``zoo/model.zip``; the result of
 2026-12-04 is in docs/results/planning.md)
@@ -27,6 +35,7 @@ does not, no world model can make this controller do so with these scores.
 
 import argparse
 import copy
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -36,11 +45,14 @@ import torch as th
 import sb3_jepa  # noqa: F401  (registers the environments)
 from benchmarks import study_runs
 from benchmarks.study_runs import ENV_ID
+from sb3_jepa.planning import LatentPlanner
 from sb3_jepa.planning.evaluate import Controller, make_pairs, play
 from sb3_jepa.planning.world_model import WorldModel
 
 #: The scores an oracle controller can rank its candidates by
 SCORES = ("return", "distance")
+#: The controllers, in the order they are played
+CONTROLLERS = ("stochastic", *(f"{kind}_{score}" for kind in ("oracle", "model") for score in SCORES))
 
 
 def oracle_controller(model: Any, env: gym.Env, score: str, n_candidates: int = 24, horizon: int = 12) -> Controller:
@@ -96,6 +108,35 @@ def oracle_controller(model: Any, env: gym.Env, score: str, n_candidates: int = 
     return Controller(f"oracle_{score}", act, start)
 
 
+def model_controller(model: Any, score: str, n_candidates: int = 24, horizon: int = 12) -> Controller:
+    """
+    The same search through the model's own ``W`` (and ``R``, ``V`` on its latents): the planner picks among the
+    actor's trajectories through ``W`` (see the module).
+
+    :param model: a trained PPOJEPA/A2CJEPA model (with a reward predictor for ``score="return"``)
+    :param score: one of :data:`SCORES`
+    :param n_candidates: the actor's trajectories per step (candidate 0 takes the mode)
+    :param horizon: their length
+    :return: the controller ``model_<score>``
+    """
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+    by_return = score == "return"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*predictor W never learned.*")  # rl_only: the floor, on purpose
+        planner = LatentPlanner(
+            model, horizon=horizon, replan_every=1, prior="policy", n_prior_samples=n_candidates,
+            value_estimate="return", n_samples=1, n_elites=1, n_iterations=1,
+            value_weight=float(by_return), distance_weight=float(not by_return),
+        )  # fmt: skip
+
+    def start(seed: int) -> None:
+        planner.reset(seed=seed)
+        th.manual_seed(seed)
+
+    return Controller(f"model_{score}", lambda obs, goal_obs: planner.predict(obs, goal_obs)[0], start)
+
+
 def stochastic_controller(model: Any) -> Controller:
     """The trained policy's ``predict``, reseeded per pair as the planning evaluation's ``stochastic`` is"""
 
@@ -111,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--candidates", type=int, default=24, help="the actor's trajectories per step (>= 1)")
     parser.add_argument("--horizon", type=int, default=12, help="their length (>= 1)")
     parser.add_argument("--max-steps", type=int, default=100, help="the episode length (the evaluation's)")
+    parser.add_argument("--controllers", nargs="+", choices=CONTROLLERS, default=list(CONTROLLERS))
     args = parser.parse_args(argv)
     if args.pairs < 1 or args.candidates < 1 or args.horizon < 1 or args.max_steps < 1:
         parser.error("--pairs, --candidates, --horizon and --max-steps must be >= 1")
@@ -121,9 +163,14 @@ def main(argv: list[str] | None = None) -> None:
     for run in args.runs:
         model = study_runs.load(args.study, run)
         env = gym.make(ENV_ID)
-        controllers = [stochastic_controller(model)]
-        controllers += [oracle_controller(model, env, score, args.candidates, args.horizon) for score in SCORES]
-        for controller in controllers:
+        for name in args.controllers:
+            kind, _, score = name.partition("_")
+            if kind == "oracle":
+                controller = oracle_controller(model, env, score, args.candidates, args.horizon)
+            elif kind == "model":
+                controller = model_controller(model, score, args.candidates, args.horizon)
+            else:
+                controller = stochastic_controller(model)
             rows = play(controller, env, pairs, list(range(len(pairs))), args.max_steps, pair_seed=0)
             success = np.array([row["success"] for row in rows], dtype=float)
             cross = np.array([row["cross_room"] for row in rows])

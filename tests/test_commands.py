@@ -91,11 +91,11 @@ def test_oracle_planner_smoke(tmp_path):
     """Issue 17's ceiling: the policy-prior planner with the environment as its world model (a barely trained model)."""
     from sb3_jepa import PPOJEPA
 
-    model = PPOJEPA("CnnPolicy", "TwoRoomsDiscrete-v0", n_steps=16, batch_size=16, n_epochs=1, seed=0)
+    model = PPOJEPA("CnnPolicy", "TwoRoomsDiscrete-v0", n_steps=16, batch_size=16, n_epochs=1, jepa_reward_coef=0.01, seed=0)
     model.learn(16).save(tmp_path / "TwoRoomsDiscrete-v0" / "jepa_rl" / "seed0" / "zoo" / "model.zip")
     tiny = ["--pairs", "2", "--candidates", "3", "--horizon", "2", "--max-steps", "3"]
     output = run("-m", "benchmarks.oracle_planner", str(tmp_path), "jepa_rl/seed0", *tiny)
     lines = [line.split(" | ") for line in output.stdout.splitlines() if line.startswith("jepa_rl/seed0 | ")]
-    assert [line[1] for line in lines] == ["stochastic", "oracle_return", "oracle_distance"]
+    assert [line[1] for line in lines] == ["stochastic", "oracle_return", "oracle_distance", "model_return", "model_distance"]
     for line in lines:
         assert all(cell.endswith("%") or cell == "nan%" for cell in line[2:5]) and float(line[5]) >= 0.0

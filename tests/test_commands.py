@@ -99,3 +99,19 @@ def test_oracle_planner_smoke(tmp_path):
     assert [line[1] for line in lines] == ["stochastic", "oracle_return", "oracle_distance", "model_return", "model_distance"]
     for line in lines:
         assert all(cell.endswith("%") or cell == "nan%" for cell in line[2:5]) and float(line[5]) >= 0.0
+
+
+@pytest.mark.slow
+def test_predictor_refit_fresh_w_with_value_term_smoke(tmp_path):
+    """The refit's options: a fresh residual W with a value term, planned with the policy's samples only."""
+    from sb3_jepa import PPOJEPA
+
+    model = PPOJEPA("CnnPolicy", "TwoRoomsDiscrete-v0", n_steps=16, batch_size=16, n_epochs=1, jepa_reward_coef=0.01, seed=0)
+    model.learn(16).save(tmp_path / "TwoRoomsDiscrete-v0" / "jepa_rl" / "seed0" / "zoo" / "model.zip")
+    tiny = ["--transitions", "40", "--iterations", "3", "--pairs", "1", "--max-steps", "2", "--horizon", "2"]
+    options = ["--arch", "8", "8", "--value-coef", "1", "--controllers", "model_return", "model_distance"]
+    output = run("-m", "benchmarks.predictor_refit", str(tmp_path), "jepa_rl/seed0", *tiny, *options)
+    assert "a fresh residual W of [8, 8], value term 1.0" in output.stdout
+    (line,) = [line for line in output.stdout.splitlines() if line.startswith("jepa_rl/seed0 | ")]
+    successes = line.split(" | ")[4]
+    assert successes.startswith("model_return ") and ", model_distance " in successes

@@ -189,6 +189,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{ENV_ID}: W refitted on the frozen E from {args.transitions} transitions of the model's stochastic policy "
         f"({fit}); planners with cem {settings.options}, horizon {settings.horizon}, replan every "
         f"{settings.replan_every}, value weight {args.value_weight}, {args.pairs} pairs"
+        + (
+            f"; {', '.join(PRIOR_ONLY)}: horizon {args.horizon}, replanned every step"
+            if set(args.controllers) & set(PRIOR_ONLY)
+            else ""
+        )
     )
     print("run | held-out error: no change | W as trained | W refitted | success with the refitted W per controller")
     for run in args.runs:

@@ -112,6 +112,7 @@ def test_predictor_refit_fresh_w_with_value_term_smoke(tmp_path):
     options = ["--arch", "8", "8", "--value-coef", "1", "--controllers", "model_return", "model_distance"]
     output = run("-m", "benchmarks.predictor_refit", str(tmp_path), "jepa_rl/seed0", *tiny, *options)
     assert "a fresh residual W of [8, 8], value term 1.0" in output.stdout
+    assert "model_return, model_distance: horizon 2, replanned every step" in output.stdout
     (line,) = [line for line in output.stdout.splitlines() if line.startswith("jepa_rl/seed0 | ")]
     successes = line.split(" | ")[4]
     assert successes.startswith("model_return ") and ", model_distance " in successes

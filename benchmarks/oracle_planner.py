@@ -45,6 +45,7 @@ import torch as th
 import sb3_jepa  # noqa: F401  (registers the environments)
 from benchmarks import study_runs
 from benchmarks.study_runs import ENV_ID
+from sb3_jepa.common.utils import check_choice
 from sb3_jepa.planning import LatentPlanner
 from sb3_jepa.planning.evaluate import Controller, make_pairs, play
 from sb3_jepa.planning.world_model import WorldModel
@@ -66,8 +67,7 @@ def oracle_controller(model: Any, env: gym.Env, score: str, n_candidates: int = 
     :param horizon: their length
     :return: the controller ``oracle_<score>``
     """
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+    check_choice("score", score, SCORES)
     world = WorldModel(model.policy, jepa_loss=getattr(model, "jepa_loss", "mse"))
     world.check_V()
     gamma, generator = float(model.gamma), th.Generator()
@@ -119,9 +119,7 @@ def model_controller(model: Any, score: str, n_candidates: int = 24, horizon: in
     :param horizon: their length
     :return: the controller ``model_<score>``
     """
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-    by_return = score == "return"
+    by_return = check_choice("score", score, SCORES) == "return"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*predictor W never learned.*")  # rl_only: the floor, on purpose
         planner = LatentPlanner(

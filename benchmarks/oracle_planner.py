@@ -18,8 +18,9 @@ and the first action of the best is taken, at every step. Beside them, on the sa
 - ``model_return`` and ``model_distance``: the same search through the model itself
   (:class:`~sb3_jepa.planning.LatentPlanner` with ``prior="policy"``, one CEM iteration of one sample and one elite,
   replanning every step, and the score alone: ``distance_weight=0`` with the return, ``value_weight=0`` with the
-  distance). The one random sample CEM draws beside the policy's candidates is the only difference from the oracle's
-  candidates;
+  distance). The one candidate CEM adds beside the policy's is the only difference from the oracle's candidates: its
+  one "sample" is the search distribution's most likely sequence, which after the first step is the warm start (the
+  previous plan shifted by one step), so the model's search may also keep its last plan;
 - ``stochastic``: the policy itself (SB3's ``predict``, reseeded per pair as the evaluation does: it reproduces the
   evaluation's figure).
 
@@ -69,7 +70,8 @@ def oracle_controller(model: Any, env: gym.Env, score: str, n_candidates: int = 
     """
     check_choice("score", score, SCORES)
     world = WorldModel(model.policy, jepa_loss=getattr(model, "jepa_loss", "mse"))
-    world.check_V()
+    if score == "return":
+        world.check_V()
     gamma, generator = float(model.gamma), th.Generator()
     greedy = th.arange(n_candidates) == 0
 
@@ -136,7 +138,11 @@ def model_controller(model: Any, score: str, n_candidates: int = 24, horizon: in
 
 
 def stochastic_controller(model: Any) -> Controller:
-    """The trained policy's ``predict``, reseeded per pair as the planning evaluation's ``stochastic`` is"""
+    """
+    :param model: a trained PPOJEPA/A2CJEPA model
+    :return: the controller ``stochastic``: the policy's ``predict``, sampling, with torch's generator reseeded per
+        pair as the planning evaluation's ``stochastic`` is
+    """
 
     def start(seed: int) -> None:
         th.manual_seed(seed)  # SB3's predict samples from torch's global generator

@@ -185,15 +185,17 @@ def main(argv: list[str] | None = None) -> None:
     env, limit = gym.make(ENV_ID), args.max_steps
     fit = f"{args.iterations} Adam steps" + ("" if args.arch is None else f", a fresh residual W of {args.arch}")
     fit += f", value term {args.value_coef}" if args.value_coef else ""
+    planned = []
+    if set(args.controllers) - set(PRIOR_ONLY):
+        planned.append(
+            f"planners with cem {settings.options}, horizon {settings.horizon}, replan every {settings.replan_every}, "
+            f"value weight {args.value_weight}"
+        )
+    if set(args.controllers) & set(PRIOR_ONLY):
+        planned.append(f"{', '.join(PRIOR_ONLY)}: horizon {args.horizon}, replanned every step")
     print(
         f"{ENV_ID}: W refitted on the frozen E from {args.transitions} transitions of the model's stochastic policy "
-        f"({fit}); planners with cem {settings.options}, horizon {settings.horizon}, replan every "
-        f"{settings.replan_every}, value weight {args.value_weight}, {args.pairs} pairs"
-        + (
-            f"; {', '.join(PRIOR_ONLY)}: horizon {args.horizon}, replanned every step"
-            if set(args.controllers) & set(PRIOR_ONLY)
-            else ""
-        )
+        f"({fit}); {'; '.join(planned)}; {args.pairs} pairs"
     )
     print("run | held-out error: no change | W as trained | W refitted | success with the refitted W per controller")
     for run in args.runs:
@@ -211,7 +213,16 @@ def main(argv: list[str] | None = None) -> None:
             as_trained = relative_error(trained_prediction, z_next[held_out], variance)
         start = model.policy.jepa_predictor
         if args.arch is not None:
-            start = JEPAPredictor(z.shape[1], model.action_space, args.arch, residual=True)
+            squash = bool(model.policy.squash_output)
+            start = JEPAPredictor(z.shape[1], model.action_space, args.arch, squash_output=squash, residual=True)
+            start = start.to(model.policy.device)
+        if args.value_coef > 0:
+            world.check_V()  # V(W(z, a)) needs a critic that reads z
+            if world.ema or world.jepa_loss == "cosine":
+                raise ValueError(
+                    f"--value-coef needs W to predict the embedding the critic reads: {run} was trained with an ema "
+                    "target or the cosine loss (W predicts the target encoder's embedding, or only its direction)"
+                )
         model.policy.requires_grad_(False)  # only W's parameters learn; the critic of the value term stays as trained
         data = (z[:n_fit], action_tensor[:n_fit], z_next[:n_fit])
         fitted = refit(start, *data, args.iterations, seed=0, value=world.V, value_coef=args.value_coef)

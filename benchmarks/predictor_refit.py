@@ -202,6 +202,13 @@ def main(argv: list[str] | None = None) -> None:
         began = time.perf_counter()
         model = study_runs.load(args.study, run)
         world = WorldModel(model.policy, getattr(model, "jepa_loss", "mse"))
+        if args.value_coef > 0:  # before any transition is collected
+            world.check_V()  # V(W(z, a)) needs a critic that reads z
+            if world.ema or world.jepa_loss == "cosine":
+                raise ValueError(
+                    f"--value-coef needs W to predict the embedding the critic reads: {run} was trained with an ema "
+                    "target or the cosine loss (W predicts the target encoder's embedding, or only its direction)"
+                )
         observations, actions, successors = collect(model, args.transitions, seed=123)
         z, z_next = encode(world, observations, target=False), encode(world, successors, target=True)
         action_tensor = th.as_tensor(actions)
@@ -216,13 +223,6 @@ def main(argv: list[str] | None = None) -> None:
             squash = bool(model.policy.squash_output)
             start = JEPAPredictor(z.shape[1], model.action_space, args.arch, squash_output=squash, residual=True)
             start = start.to(model.policy.device)
-        if args.value_coef > 0:
-            world.check_V()  # V(W(z, a)) needs a critic that reads z
-            if world.ema or world.jepa_loss == "cosine":
-                raise ValueError(
-                    f"--value-coef needs W to predict the embedding the critic reads: {run} was trained with an ema "
-                    "target or the cosine loss (W predicts the target encoder's embedding, or only its direction)"
-                )
         model.policy.requires_grad_(False)  # only W's parameters learn; the critic of the value term stays as trained
         data = (z[:n_fit], action_tensor[:n_fit], z_next[:n_fit])
         fitted = refit(start, *data, args.iterations, seed=0, value=world.V, value_coef=args.value_coef)

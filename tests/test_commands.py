@@ -116,3 +116,17 @@ def test_predictor_refit_fresh_w_with_value_term_smoke(tmp_path):
     (line,) = [line for line in output.stdout.splitlines() if line.startswith("jepa_rl/seed0 | ")]
     successes = line.split(" | ")[4]
     assert successes.startswith("model_return ") and ", model_distance " in successes
+
+
+@pytest.mark.slow
+def test_predictor_refit_refuses_the_value_term_for_a_cosine_model(tmp_path):
+    """W of a cosine-loss model predicts only a direction: the critic's value of it is refused before any work."""
+    from sb3_jepa import PPOJEPA
+
+    model = PPOJEPA("CnnPolicy", "TwoRoomsDiscrete-v0", n_steps=16, batch_size=16, n_epochs=1, jepa_loss="cosine", seed=0)
+    model.learn(16).save(tmp_path / "TwoRoomsDiscrete-v0" / "jepa_rl" / "seed0" / "zoo" / "model.zip")
+    command = ["-m", "benchmarks.predictor_refit", str(tmp_path), "jepa_rl/seed0", "--value-coef", "1", "--pairs", "1"]
+    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode != 0
+    assert "--value-coef needs W to predict the embedding the critic reads" in result.stderr
+    assert "jepa_rl/seed0 | " not in result.stdout  # nothing was fitted

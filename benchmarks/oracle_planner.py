@@ -48,7 +48,7 @@ from benchmarks import study_runs
 from benchmarks.study_runs import ENV_ID
 from sb3_jepa.common.utils import check_choice
 from sb3_jepa.planning import LatentPlanner
-from sb3_jepa.planning.evaluate import Controller, make_pairs, play
+from sb3_jepa.planning.evaluate import Controller, PlanningSettings, make_pairs, model_controllers, play
 from sb3_jepa.planning.world_model import WorldModel
 
 #: The scores an oracle controller can rank its candidates by
@@ -80,13 +80,13 @@ def oracle_controller(model: Any, env: gym.Env, score: str, n_candidates: int = 
 
     def act(obs: np.ndarray, goal_obs: np.ndarray) -> int:
         sims = [copy.deepcopy(env.unwrapped) for _ in range(n_candidates)]
-        current = np.stack([obs] * n_candidates)
+        current = np.repeat(obs[None], n_candidates, axis=0)
         alive = np.ones(n_candidates, dtype=bool)
         returns, distances = np.zeros(n_candidates), np.zeros(n_candidates)
         with th.no_grad(), world.eval_mode():
             goal = world.compared(world.target(model.policy.obs_to_tensor(goal_obs)[0]))
             first = None
-            z = encode(current)
+            z = encode(obs[None]).expand(n_candidates, -1)  # every candidate starts from the same observation
             for t in range(horizon):
                 actions = world.pi(z, generator, deterministic=greedy).numpy()
                 first = actions if first is None else first
@@ -137,19 +137,6 @@ def model_controller(model: Any, score: str, n_candidates: int = 24, horizon: in
     return Controller(f"model_{score}", lambda obs, goal_obs: planner.predict(obs, goal_obs)[0], start)
 
 
-def stochastic_controller(model: Any) -> Controller:
-    """
-    :param model: a trained PPOJEPA/A2CJEPA model
-    :return: the controller ``stochastic``: the policy's ``predict``, sampling, with torch's generator reseeded per
-        pair as the planning evaluation's ``stochastic`` is
-    """
-
-    def start(seed: int) -> None:
-        th.manual_seed(seed)  # SB3's predict samples from torch's global generator
-
-    return Controller("stochastic", lambda obs, goal_obs: model.predict(obs, deterministic=False)[0], start)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     study_runs.add_arguments(parser)
@@ -173,8 +160,8 @@ def main(argv: list[str] | None = None) -> None:
                 controller = oracle_controller(model, env, score, args.candidates, args.horizon)
             elif kind == "model":
                 controller = model_controller(model, score, args.candidates, args.horizon)
-            else:
-                controller = stochastic_controller(model)
+            else:  # the evaluation's own stochastic controller, reseeded per pair as there
+                (controller,) = model_controllers(model, PlanningSettings(env_id=ENV_ID), names=("stochastic",))
             rows = play(controller, env, pairs, list(range(len(pairs))), args.max_steps, pair_seed=0)
             success = np.array([row["success"] for row in rows], dtype=float)
             cross = np.array([row["cross_room"] for row in rows])

@@ -76,14 +76,24 @@ def test_predictor_refit_smoke(tmp_path):
     """Issue 17's world-model control: W refitted on the frozen E, then planned with (a barely trained model)."""
     from sb3_jepa import PPOJEPA
 
-    model = PPOJEPA("CnnPolicy", "TwoRoomsDiscrete-v0", n_steps=16, batch_size=16, n_epochs=1, seed=0)
+    model = PPOJEPA("CnnPolicy", "TwoRoomsDiscrete-v0", n_steps=16, batch_size=16, n_epochs=1, jepa_reward_coef=0.01, seed=0)
     model.learn(16).save(tmp_path / "TwoRoomsDiscrete-v0" / "jepa_rl" / "seed0" / "zoo" / "model.zip")
     tiny = ["--transitions", "40", "--iterations", "3", "--pairs", "1", "--max-steps", "2", "--controllers", "planner"]
-    output = run("-m", "benchmarks.predictor_refit", str(tmp_path), "jepa_rl/seed0", *tiny)
+    output = run("-m", "benchmarks.predictor_refit", str(tmp_path), "jepa_rl/seed0", *tiny, "--fit", "W", "R", "V")
+    assert "R and V on W's rollouts of 12 steps" in output.stdout
     (line,) = [line for line in output.stdout.splitlines() if line.startswith("jepa_rl/seed0 | ")]
     _, no_change, as_trained, refitted, successes = line.split(" | ")
     assert all(float(value) >= 0.0 for value in (no_change, as_trained, refitted))
     assert successes.startswith("planner ") and 0.0 <= float(successes.split()[1]) <= 1.0
+    (heads,) = [line for line in output.stdout.splitlines() if line.startswith("jepa_rl/seed0 heads on W's held-out")]
+    errors = [float(word.rstrip(",;")) for word in heads.split(": ", 1)[1].split() if word[0].isdigit()]
+    assert len(errors) == 4 and all(error >= 0.0 for error in errors)  # R and V, as trained and refitted
+
+
+def test_predictor_refit_refuses_w_options_without_w():
+    command = ["-m", "benchmarks.predictor_refit", "runs", "jepa_rl/seed0", "--fit", "R", "--arch", "8"]
+    result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 2 and "--arch and --value-coef are options of W's fit: add W to --fit" in result.stderr
 
 
 @pytest.mark.slow

@@ -329,6 +329,49 @@ def test_rewards_ride_with_samples(algo_cls, n_envs):
     assert n_truncated > 0 and n_masked == n_truncated
 
 
+@pytest.mark.parametrize("algo_cls", [A2CJEPA, PPOJEPA])
+def test_reward_rollouts_are_the_steps_that_followed(algo_cls):
+    """
+    ``reward_rollout_*`` of a row at step t: the action, reward and validity of step t + k of the same episode in the
+    same rollout, k = 1..H-1, as the samples of that step give them; masked where the episode ended before, where the
+    rollout did, and where the step's reward was truncated (not the env's).
+    """
+    horizon = 4
+    venv = DummyVecEnv([lambda i=i: CountingEnv(i) for i in range(2)])
+    n_checked = np.zeros(horizon - 1)
+    for rollout in run(algo_cls, venv, jepa_reward_coef=1.0, jepa_reward_steps=horizon):
+        # Every row of the rollout, by its state (env, episode, step): its action, reward and validity
+        rows = {}
+        for batch in rollout:
+            for state, action, reward, valid in zip(
+                state_of(batch.observations).astype(int), batch.actions, batch.rewards, batch.reward_valid, strict=True
+            ):
+                rows[tuple(state)] = (float(action), float(reward), float(valid))
+        for batch in rollout:
+            assert batch.reward_rollout_actions.shape == (horizon - 1, *batch.actions.shape)
+            for i, (env_index, episode, step) in enumerate(state_of(batch.observations).astype(int)):
+                for k in range(1, horizon):
+                    later = rows.get((env_index, episode, step + k))
+                    valid = float(batch.reward_rollout_valid[k - 1, i])
+                    assert valid == (0.0 if later is None else later[2])
+                    if valid:
+                        assert float(batch.reward_rollout_actions[k - 1, i]) == later[0]
+                        assert float(batch.reward_rollout_rewards[k - 1, i]) == later[1]
+                        n_checked[k - 1] += 1
+    assert (n_checked > 0).all()
+
+
+def test_reward_steps_argument():
+    with pytest.raises(ValueError, match="reward_steps must be"):
+        JEPARolloutBuffer(3, spaces.Box(-1, 1, (1,)), spaces.Discrete(2), with_rewards=True, reward_steps=0)
+    with pytest.raises(ValueError, match=r"reward_steps > 1 .* needs with_rewards=True"):
+        JEPARolloutBuffer(3, spaces.Box(-1, 1, (1,)), spaces.Discrete(2), reward_steps=2)
+    with pytest.raises(ValueError, match="jepa_reward_steps=3 trains the reward predictor on W's rollouts"):
+        PPOJEPA("MlpPolicy", "CartPole-v1", jepa_reward_steps=3)
+    with pytest.raises(ValueError, match="jepa_reward_steps must be"):
+        PPOJEPA("MlpPolicy", "CartPole-v1", jepa_reward_coef=0.01, jepa_reward_steps=0)
+
+
 def test_no_rewards_without_the_reward_predictor():
     for rollout in run(PPOJEPA, DummyVecEnv([CountingEnv])):
         assert all(batch.rewards is None and batch.reward_valid is None for batch in rollout)

@@ -129,6 +129,42 @@ def test_reward_loss_is_the_masked_squared_error_and_does_not_train_the_encoder(
     assert all(p.grad is not None for p in policy.jepa_reward_predictor.parameters())
 
 
+def test_reward_loss_over_w_rollout_reads_w_predictions_and_trains_only_r():
+    """jepa_reward_steps = H: the mean over k = 0..H-1 of R(z_hat_{t+k}, a_{t+k})'s masked error, W rolled along"""
+    horizon = 3
+    model = reward_model(jepa_reward_coef=1.0, jepa_reward_steps=horizon)
+    model.learn(SMALL[PPOJEPA]["n_steps"] * 2)
+    batch = next(model.rollout_buffer.get(16))
+    policy = model.policy
+    z = policy.jepa_encode(batch.observations)
+    loss = reward_prediction_loss(policy, batch, CapturedEmbeddings(z, n_batch=len(z)))
+    R, W = policy.jepa_reward_predictor, policy.jepa_predictor
+    expected, latent, actions = [], z, batch.actions
+    rewards, valid = batch.rewards, batch.reward_valid
+    for k in range(horizon):
+        if k > 0:
+            latent, actions = W(latent, actions), batch.reward_rollout_actions[k - 1]
+            rewards, valid = batch.reward_rollout_rewards[k - 1], batch.reward_rollout_valid[k - 1]
+        expected.append(((R(latent, actions) - rewards) ** 2 * valid).sum() / valid.sum())
+    assert all(v.sum() > 0 for v in batch.reward_rollout_valid)
+    th.testing.assert_close(loss, th.stack(expected).mean())
+    # R's error at W's latents differs from its error at the true z_t alone: the rollout is read, not skipped
+    assert not th.isclose(loss, expected[0])
+    policy.zero_grad(set_to_none=True)
+    loss.backward()
+    assert all(p.grad is None for p in policy.jepa_encoder.parameters())
+    assert all(p.grad is None for p in W.parameters())  # W's rollout has no gradient
+    assert all(p.grad is not None for p in R.parameters())
+
+
+def test_reward_steps_default_carries_no_rollout():
+    one = reward_model(jepa_reward_coef=1.0)
+    assert one.jepa_reward_steps == 1 and "reward_steps" not in one.rollout_buffer_kwargs
+    one.learn(SMALL[PPOJEPA]["n_steps"] * 2)
+    batch = next(one.rollout_buffer.get(16))
+    assert batch.reward_rollout_actions is None and batch.reward_rollout_valid is None
+
+
 @pytest.mark.parametrize("algo_cls", [A2CJEPA, PPOJEPA])
 def test_reward_predictor_changes_no_other_initialisation(algo_cls):
     plain, with_reward = reward_model(algo_cls), reward_model(algo_cls, jepa_reward_coef=1.0)

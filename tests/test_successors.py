@@ -108,6 +108,18 @@ def test_gather_addressed():
     np.testing.assert_array_equal(S.gather_addressed(np.array([6, 1]), rows, None, final)[:, 0], [200, 10])
 
 
+def test_taken_rows():
+    """The docstring's example: rows 0 and 3's chains for K = 2, in the module's worked example."""
+    chains = S.successor_chains(np.array([0, 3]), 2, **example())
+    np.testing.assert_array_equal(chains, [[1, 4], [6, 5]])
+    rows, taken = S.taken_rows(chains, n_rows=6)
+    np.testing.assert_array_equal(rows, [[1, 4], [0, 5]])
+    np.testing.assert_array_equal(taken, [[True, True], [False, True]])
+    rows, taken = S.taken_rows(np.array([[UNKNOWN, 8, 5]]), n_rows=6)  # unknown, a final observation, a row
+    np.testing.assert_array_equal(rows, [[0, 0, 5]])
+    np.testing.assert_array_equal(taken, [[False, False, True]])
+
+
 def test_action_rows():
     np.testing.assert_array_equal(S.action_rows(np.array([[1, 6, 4], [6, UNKNOWN, 5]]), n_rows=6), [[1, 0, 4]])
     assert S.action_rows(np.array([[1, 2]]), n_rows=6).shape == (0, 2)

@@ -74,6 +74,14 @@ class JEPARolloutBufferSamples(NamedTuple):
     #: :meth:`NextObservationMixin.add_final_observations`), so that the ``stop_grad`` target need not encode them
     #: again; else None
     next_extra_embeddings: th.Tensor | None = None
+    #: with ``reward_steps = H > 1``: ``(H - 1, batch, action_dim)``, the actions ``a_{t+k}``, k = 1..H-1, taken after
+    #: the row's along its episode (the reward predictor's rollout), else None
+    reward_rollout_actions: th.Tensor | None = None
+    #: with ``reward_steps = H > 1``: ``(H - 1, batch)``, the rewards ``r_{t+k}`` of those actions, else None
+    reward_rollout_rewards: th.Tensor | None = None
+    #: with ``reward_steps = H > 1``: ``(H - 1, batch)``, 1.0 where ``a_{t+k}`` was taken in the row's episode (it did
+    #: not end before ``t+k``, and ``t+k`` is in the rollout) and ``r_{t+k}`` is the environment's, else None
+    reward_rollout_valid: th.Tensor | None = None
 
     @property
     def next_observations(self) -> th.Tensor:
@@ -99,6 +107,9 @@ class JEPADictRolloutBufferSamples(NamedTuple):
     rewards: th.Tensor | None = None
     reward_valid: th.Tensor | None = None
     next_extra_embeddings: th.Tensor | None = None
+    reward_rollout_actions: th.Tensor | None = None
+    reward_rollout_rewards: th.Tensor | None = None
+    reward_rollout_valid: th.Tensor | None = None
 
     @property
     def next_observations(self) -> TensorDict:
@@ -156,6 +167,7 @@ class NextObservationMixin:
         prediction_steps: int = 1,
         successors_in_minibatch: bool = False,
         with_rewards: bool = False,
+        reward_steps: int = 1,
         augment: str | None = None,
         **kwargs: Any,
     ):
@@ -163,6 +175,9 @@ class NextObservationMixin:
         self.prediction_steps = check_positive_int("prediction_steps", prediction_steps)
         self.successors_in_minibatch = check_bool("successors_in_minibatch", successors_in_minibatch)
         self.with_rewards = check_bool("with_rewards", with_rewards)
+        self.reward_steps = check_positive_int("reward_steps", reward_steps)
+        if self.reward_steps > 1 and not self.with_rewards:
+            raise ValueError(f"reward_steps > 1 (got {reward_steps}) needs with_rewards=True: the rollout carries rewards")
         self.augment = check_augmentation(augment)
         self._segment_epoch = 0
         super().__init__(*args, **kwargs)
@@ -264,6 +279,9 @@ class NextObservationMixin:
         self._row_positions: np.ndarray | None = None  # scratch space of locate_in_minibatch
         self._flat_rewards: np.ndarray | None = None  # with_rewards: r of every row, and whether it is the env's
         self._reward_valid: np.ndarray | None = None
+        # reward_steps > 1: the rows of a_{t+k}, k = 1..H-1, of every row, and whether each is valid (with its reward)
+        self._reward_rollout_rows: np.ndarray | None = None
+        self._reward_rollout_valid: np.ndarray | None = None
         self._warned_missing = getattr(self, "_warned_missing", False)
 
     def add_terminal_observations(self, infos: list[dict[str, Any]], dones: np.ndarray) -> None:
@@ -333,7 +351,8 @@ class NextObservationMixin:
         stored = self.terminal_observations if self._terminal_stack is None else [self._terminal_stack]
         total = 8 * max(len(self.terminal_rows), len(self._terminal_rows_sorted))
         # the per-rollout lookup tables, and the rewards' copy in row order
-        for index_array in (self._all_chains, self._row_positions, self._flat_rewards, self._reward_valid):
+        tables = (self._all_chains, self._row_positions, self._flat_rewards, self._reward_valid)
+        for index_array in (*tables, self._reward_rollout_rows, self._reward_rollout_valid):
             total += 0 if index_array is None else index_array.nbytes
         total += 0 if self.final_dones is None else self.final_dones.nbytes
         if self.final_embeddings is not None:
@@ -376,6 +395,15 @@ class NextObservationMixin:
         self._flat_rewards = self.rewards.swapaxes(0, 1).reshape(-1).astype(np.float32)
         self._reward_valid = np.ones(len(self._flat_rewards), dtype=np.float32)
         self._reward_valid[np.asarray(self.truncated_rows, dtype=np.int64)] = 0.0
+        if self.reward_steps > 1:
+            # Every row's H - 1 successors, and of those the buffer rows (where an action was taken and rewarded)
+            n_rows = len(self._flat_rewards)
+            chains = successors.successor_chains(
+                np.arange(n_rows), self.reward_steps - 1, self.episode_starts, self.final_dones, self._terminal_rows_sorted
+            )
+            rows, taken = successors.taken_rows(chains, n_rows)
+            self._reward_rollout_rows = rows.astype(np.int32 if n_rows < np.iinfo(np.int32).max else np.int64)
+            self._reward_rollout_valid = taken * self._reward_valid[rows]
 
     def _next_fields(self, batch_inds: np.ndarray) -> dict[str, Any]:
         """The ``next_*`` (and ``multistep_*``) fields of a sample whose rows are ``batch_inds``."""
@@ -427,6 +455,13 @@ class NextObservationMixin:
                 rewards=self.to_torch(self._flat_rewards[batch_inds]),
                 reward_valid=self.to_torch(self._reward_valid[batch_inds]),
             )
+            if self._reward_rollout_rows is not None and self._reward_rollout_valid is not None:
+                rows = self._reward_rollout_rows[:, batch_inds]
+                fields.update(
+                    reward_rollout_actions=self.to_torch(self.actions[rows].astype(np.float32), copy=False),
+                    reward_rollout_rewards=self.to_torch(self._flat_rewards[rows], copy=False),
+                    reward_rollout_valid=self.to_torch(self._reward_rollout_valid[:, batch_inds]),
+                )
         return fields
 
 
@@ -450,6 +485,8 @@ class JEPARolloutBuffer(NextObservationMixin, RolloutBuffer):
         minibatch, so that no extra observation is ever encoded; with ``segment_length``, where the segments are cut
         then alternates from one ``get()`` (epoch) to the next, so that every transition is in-segment in some epoch
     :param with_rewards: samples also carry ``rewards`` and ``reward_valid`` (for the reward predictor's loss)
+    :param reward_steps: H; with ``with_rewards`` and H > 1, samples also carry ``reward_rollout_*``: the actions and
+        rewards of the H - 1 steps that follow each row in its episode (the reward predictor's rollout through ``W``)
     :param augment: None, or one of :data:`~sb3_jepa.common.augmentation.AUGMENTATIONS`: every sample's images are
         augmented as they are handed out (its observations and next extra observations, each image on its own)
     """
@@ -475,6 +512,8 @@ class JEPADictRolloutBuffer(NextObservationMixin, DictRolloutBuffer):
         minibatch, so that no extra observation is ever encoded; with ``segment_length``, where the segments are cut
         then alternates from one ``get()`` (epoch) to the next, so that every transition is in-segment in some epoch
     :param with_rewards: samples also carry ``rewards`` and ``reward_valid`` (for the reward predictor's loss)
+    :param reward_steps: H; with ``with_rewards`` and H > 1, samples also carry ``reward_rollout_*``: the actions and
+        rewards of the H - 1 steps that follow each row in its episode (the reward predictor's rollout through ``W``)
     :param augment: None, or one of :data:`~sb3_jepa.common.augmentation.AUGMENTATIONS`: every sample's images are
         augmented as they are handed out (its observations and next extra observations, each image on its own)
     """

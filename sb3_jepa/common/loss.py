@@ -1,7 +1,8 @@
 """
 The JEPA loss, top to bottom: ``||W(E(s_t), a_t) - E(s_{t+1})||^2`` (the paper's Eq. 1) or its cosine form, its
 target modes, its K-step form, the optional projection head (``||P(W(z_t, a_t)) - P(z_{t+1})||^2``, SPR/BYOL), the
-reward predictor's loss (for planners), and VICReg's anti-collapse terms as the explicit baseline.
+reward predictor's loss (for planners; also on ``W``'s own rollouts), and VICReg's anti-collapse terms as the explicit
+baseline.
 
 Everything here is a function of the policy's encoder and predictor (:meth:`JEPAPolicyMixin.jepa_encode`,
 ``policy.jepa_predictor``), one (mini)batch of samples from a JEPA rollout buffer and the embeddings captured from
@@ -263,14 +264,41 @@ def reward_prediction_loss(policy: "JEPAPolicyMixin", data: JEPASamples, capture
     environment's (``reward_valid``: SB3 adds ``gamma * V(s_T)`` to the reward of a step truncated by a time limit).
     ``z_t`` is detached: R learns to read the embedding, and its loss does not shape ``E``.
 
+    With ``reward_steps = H > 1`` (the sample's ``reward_rollout_*`` fields), R also learns to read ``W``'s own
+    predictions, as a planner reads it: ``W`` rolls ``z_t`` forward along the actions actually taken,
+    ``z_hat_{t+k} = W(z_hat_{t+k-1}, a_{t+k-1})`` (no gradient: the loss shapes neither ``W`` nor ``E``), and
+    ``R(z_hat_{t+k}, a_{t+k})`` is compared with ``r_{t+k}`` for k = 1..H-1 (TD-MPC2 trains its reward head on its
+    dynamics' latents). The loss is then the average over the H steps of each step's masked mean.
+
     :param policy: the JEPA policy, with ``jepa_reward_predictor``
     :param data: the (mini)batch, from a buffer built with ``with_rewards=True``
     :param captured: the embeddings of the encoder pass of ``evaluate_actions``
     :return: the scalar loss (0 if no reward is valid)
     """
     assert policy.jepa_reward_predictor is not None and data.rewards is not None and data.reward_valid is not None
-    prediction = policy.jepa_reward_predictor(captured.batch.detach(), data.actions)
-    return ((prediction - data.rewards).pow(2) * data.reward_valid).sum() / data.reward_valid.sum().clamp(min=1.0)
+    z = captured.batch.detach()
+    loss = masked_squared_error(policy.jepa_reward_predictor(z, data.actions), data.rewards, data.reward_valid)
+    if data.reward_rollout_actions is None:
+        return loss
+    assert data.reward_rollout_rewards is not None and data.reward_rollout_valid is not None
+    actions = data.actions
+    for step, next_actions in enumerate(data.reward_rollout_actions):
+        with th.no_grad():
+            z = policy.jepa_predictor(z, actions)  # z_hat_{t+step+1}
+        prediction = policy.jepa_reward_predictor(z, next_actions)
+        loss = loss + masked_squared_error(prediction, data.reward_rollout_rewards[step], data.reward_rollout_valid[step])
+        actions = next_actions
+    return loss / (len(data.reward_rollout_actions) + 1)
+
+
+def masked_squared_error(prediction: th.Tensor, target: th.Tensor, valid: th.Tensor) -> th.Tensor:
+    """
+    :param prediction: predicted rewards, shape ``(batch,)``
+    :param target: the rewards, shape ``(batch,)``
+    :param valid: 1 where the reward counts, 0 elsewhere, shape ``(batch,)``
+    :return: the mean of ``(prediction - target)^2`` over the valid rows (0 if none is)
+    """
+    return ((prediction - target).pow(2) * valid).sum() / valid.sum().clamp(min=1.0)
 
 
 def vicreg_terms(z: th.Tensor, eps: float = 1e-4) -> tuple[th.Tensor, th.Tensor]:

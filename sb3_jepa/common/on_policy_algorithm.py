@@ -122,6 +122,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
     jepa_loss: str
     jepa_embedding_norm: str | None
     jepa_reward_coef: float
+    jepa_reward_steps: int
     augment_observations: str | None
     jepa_projection_arch: list[int] | None
 
@@ -140,6 +141,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         jepa_loss: str,
         jepa_embedding_norm: str | None,
         jepa_reward_coef: float,
+        jepa_reward_steps: int,
         augment_observations: str | None,
         jepa_projection_arch: list[int] | None,
         rollout_buffer_class: type[RolloutBuffer] | None,
@@ -160,6 +162,7 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         :param jepa_loss: see the algorithm's docstring
         :param jepa_embedding_norm: see the algorithm's docstring
         :param jepa_reward_coef: see the algorithm's docstring
+        :param jepa_reward_steps: see the algorithm's docstring
         :param augment_observations: see the algorithm's docstring
         :param jepa_projection_arch: see the algorithm's docstring
         :param rollout_buffer_class: the algorithm's ``rollout_buffer_class`` argument
@@ -186,6 +189,12 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         self.jepa_loss = check_jepa_loss(jepa_loss)
         self.jepa_embedding_norm = check_embedding_norm(jepa_embedding_norm)
         self.jepa_reward_coef = check_finite_nonnegative("jepa_reward_coef", jepa_reward_coef)
+        self.jepa_reward_steps = check_positive_int("jepa_reward_steps", jepa_reward_steps)
+        if self.jepa_reward_steps > 1 and self.jepa_reward_coef == 0:
+            raise ValueError(
+                f"jepa_reward_steps={jepa_reward_steps} trains the reward predictor on W's rollouts, but there is no reward "
+                "predictor: pass jepa_reward_coef > 0 (e.g. 0.01), or leave jepa_reward_steps at 1"
+            )
         self.augment_observations = check_augmentation(augment_observations)
         self.jepa_projection_arch = check_projection_arch(jepa_projection_arch)
         if rollout_buffer_class is not None:
@@ -226,6 +235,10 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
         reward = self.jepa_reward_coef > 0
         if reward:
             self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "with_rewards": True}
+        # getattr: models saved before 0.5 read true embeddings only
+        self.jepa_reward_steps = getattr(self, "jepa_reward_steps", 1)
+        if self.jepa_reward_steps > 1:
+            self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "reward_steps": self.jepa_reward_steps}
         # getattr: models saved before 0.5 have no augmentation
         self.augment_observations = getattr(self, "augment_observations", None)
         if self.augment_observations is not None:

@@ -269,6 +269,23 @@ def gather_addressed(
     return out
 
 
+def taken_rows(addresses: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """
+    Where each address is a buffer row, that row: an action was taken from that observation and a reward given.
+    Terminal and final observations (addresses from ``n_rows`` on) and unknown ones have neither: their row is 0
+    and they are masked.
+
+    Example (the module's): the chains of rows 0 and 3 for K = 2, ``[[1, 4], [6, 5]]``, give rows ``[[1, 4], [0, 5]]``
+    and the mask ``[[True, True], [False, True]]`` (address 6 is row 1's terminal observation).
+
+    :param addresses: addresses, e.g. :func:`successor_chains`, shape ``(K, batch)``
+    :param n_rows: the buffer's rows
+    :return: the rows (0 where masked) and the mask, both shaped as ``addresses``
+    """
+    taken = (addresses >= 0) & (addresses < n_rows)
+    return np.where(taken, addresses, 0), taken
+
+
 def action_rows(chains: np.ndarray, n_rows: int) -> np.ndarray:
     """
     For the K-step loss: the rows whose actions lead from ``s_{t+k}`` to ``s_{t+k+1}`` for k = 1..K-1, i.e. the
@@ -280,8 +297,7 @@ def action_rows(chains: np.ndarray, n_rows: int) -> np.ndarray:
     :param n_rows: the buffer's rows
     :return: rows, shape ``(K - 1, batch)``
     """
-    intermediate = chains[:-1]
-    return np.where((intermediate >= 0) & (intermediate < n_rows), intermediate, 0)
+    return taken_rows(chains[:-1], n_rows)[0]
 
 
 def in_minibatch_only(addresses: np.ndarray, minibatch_rows: np.ndarray) -> np.ndarray:

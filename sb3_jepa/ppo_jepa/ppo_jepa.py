@@ -104,6 +104,13 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
         TD-MPC2's return estimate (:class:`sb3_jepa.planning.LatentPlanner`'s ``value_estimate="return"``); its
         input is detached, so it reads ``E`` without training it (the RL update changes only through the
         gradient clipping's shared norm)
+    :param jepa_reward_steps: H, how many steps of ``W``'s own rollout the reward predictor learns to read: with H > 1
+        its loss also compares ``R(z_hat_{t+k}, a_{t+k})`` with ``r_{t+k}`` for k = 1..H-1, where
+        ``z_hat_{t+k} = W(z_hat_{t+k-1}, a_{t+k-1})`` rolls ``z_t`` forward along the actions taken (without
+        gradient: it shapes neither ``W`` nor ``E``), as TD-MPC2 trains its reward head on its dynamics' latents and
+        as a planner's return estimate reads ``R``. 1 (the default): ``R`` reads true embeddings only. Needs
+        ``jepa_reward_coef > 0``. (With ``jepa_loss="cosine"`` the planner rescales ``W``'s latents to the start
+        embedding's norm before ``R`` reads them; the rollout here does not.)
     :param augment_observations: None, or ``"shift"``: DrQ's and SPR's random shift of the images of every training
         minibatch (replicate-padded by ``max(1, round(4 * size / 84))`` px, cropped back at a random integer offset
         per image; :mod:`sb3_jepa.common.augmentation`). The RL loss and the JEPA loss see the same augmented views
@@ -169,6 +176,7 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
         jepa_loss: str = "mse",
         jepa_embedding_norm: str | None = None,
         jepa_reward_coef: float = 0.0,
+        jepa_reward_steps: int = 1,
         augment_observations: str | None = None,
         jepa_projection_arch: list[int] | None = None,
         jepa_segment_length: int | None = None,
@@ -190,6 +198,7 @@ class PPOJEPA(JEPAOnPolicyMixin, PPO):
             jepa_loss=jepa_loss,
             jepa_embedding_norm=jepa_embedding_norm,
             jepa_reward_coef=jepa_reward_coef,
+            jepa_reward_steps=jepa_reward_steps,
             augment_observations=augment_observations,
             jepa_projection_arch=jepa_projection_arch,
             rollout_buffer_class=rollout_buffer_class,

@@ -339,8 +339,7 @@ def fit_heads(
     :return: the heads' held-out errors on ``W``'s rollouts from the other rows, as trained and refitted
     """
     rows = rollout_rows(collected.dones, N_ENVS, steps)
-    fit_rows = rows[:n_fit]
-    fit_rows[fit_rows >= n_fit] = -1  # a rollout of the fit stays within the fit's rows
+    rows[:n_fit] = np.where(rows[:n_fit] >= n_fit, -1, rows[:n_fit])  # a rollout of the fit stays within the fit's rows
     policy = model.policy
     with th.no_grad():
         values = critic_value(world, policy.value_net, z)
@@ -372,8 +371,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fit", nargs="+", choices=FITTED, default=["W"], help="what is fitted again (see above)")
     parser.add_argument("--rollout-steps", type=int, default=12, help="the length of W's rollouts that R and V fit on")
     args = parser.parse_args(argv)
-    if args.transitions < 20 or args.iterations < 1 or args.pairs < 1 or args.horizon < 1 or args.rollout_steps < 1:
-        parser.error("--transitions must be >= 20, --iterations, --pairs, --horizon and --rollout-steps >= 1")
+    if args.transitions < 20 or args.iterations < 1 or args.pairs < 1 or args.horizon < 1:
+        parser.error("--transitions must be >= 20, --iterations, --pairs and --horizon >= 1")
+    if args.rollout_steps < 2:
+        parser.error("--rollout-steps must be >= 2 (1 would fit on the true embeddings only, as the model was trained)")
     fit = set(args.fit)
     if (args.arch is not None or args.value_coef > 0) and "W" not in fit:
         parser.error("--arch and --value-coef are options of W's fit: add W to --fit")

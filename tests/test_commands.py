@@ -90,10 +90,17 @@ def test_predictor_refit_smoke(tmp_path):
     assert len(errors) == 4 and all(error >= 0.0 for error in errors)  # R and V, as trained and refitted
 
 
-def test_predictor_refit_refuses_w_options_without_w():
-    command = ["-m", "benchmarks.predictor_refit", "runs", "jepa_rl/seed0", "--fit", "R", "--arch", "8"]
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--fit", "R", "--arch", "8"], "--arch and --value-coef are options of W's fit: add W to --fit"),
+        (["--fit", "R", "--rollout-steps", "1"], "--rollout-steps must be >= 2"),
+    ],
+)
+def test_predictor_refit_refuses_bad_options_before_any_work(options, message):
+    command = ["-m", "benchmarks.predictor_refit", "runs/no-such-study", "jepa_rl/seed0", *options]
     result = subprocess.run([sys.executable, *command], capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert result.returncode == 2 and "--arch and --value-coef are options of W's fit: add W to --fit" in result.stderr
+    assert result.returncode == 2 and message in result.stderr
 
 
 @pytest.mark.slow

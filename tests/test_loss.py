@@ -165,6 +165,16 @@ def test_reward_steps_default_carries_no_rollout():
     assert batch.reward_rollout_actions is None and batch.reward_rollout_valid is None
 
 
+def test_reward_steps_survive_save_and_load_and_can_be_changed_at_load(tmp_path):
+    model = reward_model(jepa_reward_coef=1.0, jepa_reward_steps=3)
+    model.save(tmp_path / "model.zip")
+    loaded = PPOJEPA.load(tmp_path / "model.zip", env=model.get_env())
+    assert loaded.jepa_reward_steps == 3 and loaded.rollout_buffer.reward_steps == 3
+    # SB3 saves rollout_buffer_kwargs: a shorter rollout asked for at load time must reach the buffer, which the loss reads
+    shorter = PPOJEPA.load(tmp_path / "model.zip", env=model.get_env(), jepa_reward_steps=1)
+    assert shorter.jepa_reward_steps == 1 and shorter.rollout_buffer.reward_steps == 1
+
+
 @pytest.mark.parametrize("algo_cls", [A2CJEPA, PPOJEPA])
 def test_reward_predictor_changes_no_other_initialisation(algo_cls):
     plain, with_reward = reward_model(algo_cls), reward_model(algo_cls, jepa_reward_coef=1.0)

@@ -347,6 +347,8 @@ class NextObservationMixin:
         """
         :return: the bytes this buffer holds beyond SB3's own buffer: terminal observations and their row indices,
             and (once sampling started) the rollout's lookup tables, 4 bytes per row and prediction step plus 4
+            (with ``with_rewards``, 8 more per row for the rewards' copy, and with ``reward_steps = H > 1``, 8 per row
+            and rollout step for the rollout's rows and validity)
         """
         stored = self.terminal_observations if self._terminal_stack is None else [self._terminal_stack]
         total = 8 * max(len(self.terminal_rows), len(self._terminal_rows_sorted))

@@ -268,7 +268,8 @@ def reward_prediction_loss(policy: "JEPAPolicyMixin", data: JEPASamples, capture
     predictions, as a planner reads it: ``W`` rolls ``z_t`` forward along the actions actually taken,
     ``z_hat_{t+k} = W(z_hat_{t+k-1}, a_{t+k-1})`` (no gradient: the loss shapes neither ``W`` nor ``E``), and
     ``R(z_hat_{t+k}, a_{t+k})`` is compared with ``r_{t+k}`` for k = 1..H-1 (TD-MPC2 trains its reward head on its
-    dynamics' latents). The loss is then the average over the H steps of each step's masked mean.
+    dynamics' latents). The loss is then the average over the H steps of each step's masked mean (a step with no
+    valid row in the minibatch counts as 0, as in the K-step JEPA loss).
 
     :param policy: the JEPA policy, with ``jepa_reward_predictor``
     :param data: the (mini)batch, from a buffer built with ``with_rewards=True``

@@ -237,6 +237,9 @@ class JEPAOnPolicyMixin(OnPolicyAlgorithm):
             self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "with_rewards": True}
         # getattr: models saved before 0.5 read true embeddings only
         self.jepa_reward_steps = getattr(self, "jepa_reward_steps", 1)
+        # Set afresh, not only added: SB3 saves rollout_buffer_kwargs, and load(path, jepa_reward_steps=1) must not keep
+        # a saved model's longer rollout (the loss reads the samples' fields)
+        self.rollout_buffer_kwargs = {k: v for k, v in self.rollout_buffer_kwargs.items() if k != "reward_steps"}
         if self.jepa_reward_steps > 1:
             self.rollout_buffer_kwargs = {**self.rollout_buffer_kwargs, "reward_steps": self.jepa_reward_steps}
         # getattr: models saved before 0.5 have no augmentation

@@ -313,7 +313,6 @@ def controller(model: Any, settings: evaluate.PlanningSettings, name: str, horiz
 
 
 def fit_heads(
-    model: Any,
     world: WorldModel,
     z: th.Tensor,
     collected: Transitions,
@@ -324,11 +323,10 @@ def fit_heads(
     seed: int,
 ) -> str:
     """
-    Fit ``R`` and/or ``V`` on ``W``'s rollouts from the first ``n_fit`` rows and put them in the model, where the
-    planners read them.
+    Fit ``R`` and/or ``V`` on ``W``'s rollouts from the first ``n_fit`` rows and put them in the model's policy, where
+    the planners read them.
 
-    :param model: the model (its ``W`` as the planners will use it)
-    :param world: its world model
+    :param world: the model's world model (its ``W`` as the planners will use it)
     :param z: the embedding of every collected row
     :param collected: the rows
     :param n_fit: the rows of the fit (the others are held out)
@@ -340,9 +338,9 @@ def fit_heads(
     """
     rows = rollout_rows(collected.dones, N_ENVS, steps)
     rows[:n_fit] = np.where(rows[:n_fit] >= n_fit, -1, rows[:n_fit])  # a rollout of the fit stays within the fit's rows
-    policy = model.policy
+    policy = world.policy
     with th.no_grad():
-        values = critic_value(world, policy.value_net, z)
+        values = world.V(z)
     rewards = th.as_tensor(collected.rewards, dtype=th.float32)
     data = HeadData(z, th.as_tensor(collected.actions), rewards, values, th.as_tensor(rows))
     heads = Heads(policy.jepa_reward_predictor, policy.value_net)
@@ -444,7 +442,7 @@ def main(argv: list[str] | None = None) -> None:
                 refitted = f"{relative_error(fitted(z[held_out], action_tensor[held_out]), z_next[held_out], variance):.3f}"
             model.policy.jepa_predictor = world.predictor = fitted  # the planners read it from the policy
         if fit & {"R", "V"}:
-            heads = fit_heads(model, world, z, collected, n_fit, fit, args.rollout_steps, args.iterations, seed=1)
+            heads = fit_heads(world, z, collected, n_fit, fit, args.rollout_steps, args.iterations, seed=1)
             print(f"{run} heads on W's held-out rollouts of {args.rollout_steps} steps: {heads}", flush=True)
         successes = []
         for name in args.controllers:

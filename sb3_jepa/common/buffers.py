@@ -454,15 +454,15 @@ class NextObservationMixin:
                 self._prepare_rewards()
             assert self._flat_rewards is not None and self._reward_valid is not None
             fields.update(
-                rewards=self.to_torch(self._flat_rewards[batch_inds]),
-                reward_valid=self.to_torch(self._reward_valid[batch_inds]),
+                rewards=self.to_torch(self._flat_rewards[batch_inds], copy=False),
+                reward_valid=self.to_torch(self._reward_valid[batch_inds], copy=False),
             )
             if self._reward_rollout_rows is not None and self._reward_rollout_valid is not None:
                 rows = self._reward_rollout_rows[:, batch_inds]
                 fields.update(
-                    reward_rollout_actions=self.to_torch(self.actions[rows].astype(np.float32), copy=False),
+                    reward_rollout_actions=self.to_torch(self.actions[rows].astype(np.float32, copy=False), copy=False),
                     reward_rollout_rewards=self.to_torch(self._flat_rewards[rows], copy=False),
-                    reward_rollout_valid=self.to_torch(self._reward_rollout_valid[:, batch_inds]),
+                    reward_rollout_valid=self.to_torch(self._reward_rollout_valid[:, batch_inds], copy=False),
                 )
         return fields
 

@@ -7,7 +7,8 @@ refit after training fits? A diagnostic, kept with its output (reward_training.t
     python docs/results/planning/diagnostics/reward_training.py refit runs/study17rs "jepa_rl:jepa_reward_steps=12/seed3"
 
 - ``adam``: the Adam state saved with the model: the share of each part's parameters whose ``sqrt(v_hat)`` is below
-  Adam's ``eps``; then refits of ``R`` on ``W``'s 12-step rollouts (40,000 steps of the stochastic policy) with the
+  Adam's ``eps``; then refits of ``R`` on ``W``'s 12-step rollouts (the first 36,000 of 40,000 steps of the stochastic
+  policy; held out: the last 4,000, later steps of the same envs, not separate episodes) with the
   refit's optimizer and with the training's (lr 3e-4, eps 1e-5, the loss scaled by ``jepa_reward_coef`` 0.01 and by
   0.001 for the gradient clipping too), printing the held-out error along the way.
 - ``continue``: PPO training goes on from the saved model for ``--updates`` updates (the real ``train()``); every 5

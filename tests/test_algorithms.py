@@ -20,6 +20,7 @@ from torch import nn
 from sb3_jepa import A2CJEPA, PPOJEPA, JEPAFeaturesExtractor
 from sb3_jepa.common.jepa import ActionEncoder
 from sb3_jepa.common.loss import CapturedEmbeddings, jepa_prediction_loss
+from sb3_jepa.common.optim import FLAT_OPTIMIZERS
 from tests.conftest import ALGOS, SMALL
 from tests.helpers import CountingEnv, SeededImageEnv
 
@@ -37,17 +38,28 @@ def jepa_free_params(model) -> list[th.Tensor]:
 
 @pytest.mark.parametrize("algo_cls", ALGOS)
 def test_optimizer_steps_all_tensors_at_once_unless_told(algo_cls):
-    """SB3's optimizers with their foreach step (the zero-coef tests below check it is SB3's arithmetic, bit for bit)."""
+    """
+    SB3's optimizers with their flat step, falling back to foreach (the zero-coef tests below check it is SB3's
+    arithmetic, bit for bit); a user's choice of implementation, or of a subclass, is kept.
+    """
     model = algo_cls("MlpPolicy", "CartPole-v1", **SMALL[algo_cls])
+    optimizer_class = th.optim.Adam if algo_cls is PPOJEPA else th.optim.RMSprop
+    assert type(model.policy.optimizer) is FLAT_OPTIMIZERS[optimizer_class]
     assert model.policy.optimizer.defaults["foreach"] is True
-    assert "foreach" not in model.policy.optimizer_kwargs  # the user's own, as saved with the model
+    assert model.policy.optimizer_class is optimizer_class  # the user's own, as saved with the model
+    assert "foreach" not in model.policy.optimizer_kwargs
+    model.learn(2 * model.n_steps)  # the second update steps flat: every parameter is a view of one buffer
+    assert len({param.untyped_storage().data_ptr() for param in model.policy.optimizer.param_groups[0]["params"]}) == 1
     # (A2C replaces optimizer_kwargs by RMSprop's unless optimizer_class is given too: SB3's behaviour)
-    optimizer_class = type(model.policy.optimizer)
     for choice in (dict(foreach=False), dict(fused=True)) if optimizer_class is th.optim.Adam else (dict(foreach=False),):
         policy_kwargs = dict(optimizer_class=optimizer_class, optimizer_kwargs=choice)
         told = algo_cls("MlpPolicy", "CartPole-v1", policy_kwargs=policy_kwargs, **SMALL[algo_cls])
+        assert type(told.policy.optimizer) is optimizer_class
         assert {key: told.policy.optimizer.defaults[key] for key in choice} == choice
         assert told.policy.optimizer.defaults["foreach"] is not True
+    subclass = algo_cls("MlpPolicy", "CartPole-v1", policy_kwargs=dict(optimizer_class=th.optim.AdamW), **SMALL[algo_cls])
+    assert type(subclass.policy.optimizer) is th.optim.AdamW
+    assert subclass.policy.optimizer.defaults["foreach"] is True
 
 
 @pytest.mark.parametrize("algo_cls", ALGOS)

@@ -36,6 +36,7 @@ from sb3_jepa.common.jepa import (
     warn_if_encoder_has_no_parameters,
 )
 from sb3_jepa.common.loss import CapturedEmbeddings, check_target_mode
+from sb3_jepa.common.optim import FLAT_OPTIMIZERS
 from sb3_jepa.common.utils import check_bool, check_net_arch, concat_observations, num_rows
 
 # Added to torch's initial seed to seed the predictor's initialisation (see JEPAPolicyMixin._build)
@@ -43,8 +44,9 @@ _PREDICTOR_SEED_OFFSET = 0x4A455041
 # The same for the reward predictor R
 _REWARD_SEED_OFFSET = 0x52455741
 _PROJECTOR_SEED_OFFSET = 0x50524F4A
-#: Optimizers whose step the JEPA policies make multi-tensor (``foreach=True``) unless told otherwise: SB3's
-#: defaults (PPO: Adam, A2C: RMSprop), whose foreach step is bit for bit their per-tensor one
+#: Optimizers whose step the JEPA policies make flat (:data:`~sb3_jepa.common.optim.FLAT_OPTIMIZERS`: Adam and
+#: RMSprop themselves) or multi-tensor (``foreach=True``: their subclasses, e.g. AdamW) unless told otherwise: SB3's
+#: defaults (PPO: Adam, A2C: RMSprop), whose flat and foreach steps are bit for bit their per-tensor one
 FOREACH_OPTIMIZERS = (th.optim.Adam, th.optim.RMSprop)
 
 
@@ -217,17 +219,20 @@ class JEPAPolicyMixin(ActorCriticPolicy):
             self.jepa_projector = (
                 None if self.jepa_projection_arch is None else JEPAProjector(self.features_dim, self.jepa_projection_arch)
             )
-        # The optimizer's multi-tensor (foreach) step where the user chose no implementation: the same arithmetic as
-        # the per-tensor loop, bit for bit (tests/test_algorithms.py), but one call per group instead of several per
-        # tensor, which dominates the update of small policies on CPU (torch uses foreach by default on CUDA only).
-        # The policy's optimizer_kwargs stay the user's own (they are saved with the model).
-        user_optimizer_kwargs = self.optimizer_kwargs
+        # The optimizer's flat step (sb3_jepa/common/optim.py) where the user left SB3's Adam or RMSprop and chose no
+        # implementation, else its multi-tensor (foreach) step: both the same arithmetic as the per-tensor loop, bit for
+        # bit (tests/test_optim.py, tests/test_algorithms.py), in a few calls per group instead of several per tensor,
+        # which dominate the update of small policies on CPU (torch has no multi-tensor kernels there). The foreach
+        # step is also what a flat optimizer falls back to. The policy's optimizer_class and optimizer_kwargs stay
+        # the user's own (they are saved with the model).
+        user_optimizer_class, user_optimizer_kwargs = self.optimizer_class, self.optimizer_kwargs
         if issubclass(self.optimizer_class, FOREACH_OPTIMIZERS) and not {"foreach", "fused"} & user_optimizer_kwargs.keys():
+            self.optimizer_class = FLAT_OPTIMIZERS.get(self.optimizer_class, self.optimizer_class)
             self.optimizer_kwargs = {**user_optimizer_kwargs, "foreach": True}
         try:
             super()._build(lr_schedule)
         finally:
-            self.optimizer_kwargs = user_optimizer_kwargs
+            self.optimizer_class, self.optimizer_kwargs = user_optimizer_class, user_optimizer_kwargs
         # Created after the optimizer: the target encoder is never trained by gradients
         if self.jepa_target == "ema":
             self.jepa_target_encoder = copy.deepcopy(self.jepa_encoder).requires_grad_(False)

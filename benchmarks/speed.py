@@ -8,6 +8,7 @@ invocation (A B, B A, A B...) so that the shared machine's noise hits both alike
     python -m benchmarks.speed --device cuda
     python -m benchmarks.speed --profile --pairs ppo-mlp     # where JEPA's extra time goes (cProfile, grouped)
     python -m benchmarks.speed --update --pairs ppo-mlp      # the update alone: train() on one fixed rollout
+    python -m benchmarks.speed --plain-optimizer flat        # both sides with the flat optimizer: the JEPA term alone
 
 Pairs: ``a2c-cnn`` / ``ppo-cnn`` (CnnPolicy on an ALE game, 8 envs, rl-zoo3's Atari settings) and
 ``a2c-mlp`` / ``ppo-mlp`` (MlpPolicy on CartPole-v1). For each pair it prints the median over repeats of the
@@ -46,6 +47,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecFrameStack
 
 from sb3_jepa import A2CJEPA, PPOJEPA, JEPAFeaturesExtractor
 from sb3_jepa.common.loss import TARGET_MODES
+from sb3_jepa.common.optim import FlatAdam, FlatRMSprop
 
 
 @dataclass
@@ -90,6 +92,13 @@ def pairs(atari_id: str) -> dict[str, Pair]:
         "ppo-mlp": Pair(PPO, PPOJEPA, "MlpPolicy", cartpole, dict(n_steps=256, batch_size=64, n_epochs=10), MLP_AS_JEPA),
     }
 
+
+#: ``--plain-optimizer flat``: the plain side's optimizer as the JEPA policies build theirs (sb3_jepa/common/optim.py),
+#: with SB3's own settings (which SB3 leaves out once optimizer_class is given)
+PLAIN_FLAT_OPTIMIZER: dict[type[BaseAlgorithm], dict[str, Any]] = {
+    A2C: dict(optimizer_class=FlatRMSprop, optimizer_kwargs=dict(alpha=0.99, eps=1e-5, weight_decay=0, foreach=True)),
+    PPO: dict(optimizer_class=FlatAdam, optimizer_kwargs=dict(eps=1e-5, foreach=True)),
+}
 
 #: The arrays SB3's own RolloutBuffer holds
 SB3_BUFFER_ARRAYS = ("observations", "actions", "rewards", "returns", "episode_starts", "values", "log_probs", "advantages")
@@ -146,7 +155,10 @@ def make_model(pair: Pair, jepa: bool, args: argparse.Namespace, seed: int) -> O
             kwargs.update(jepa_segment_length=args.segment_length)
         model = pair.jepa(pair.policy, env, **kwargs)
     else:
-        model = pair.plain(pair.policy, env, policy_kwargs=pair.plain_policy_kwargs, **kwargs)
+        policy_kwargs = dict(pair.plain_policy_kwargs)
+        if args.plain_optimizer == "flat":
+            policy_kwargs.update(PLAIN_FLAT_OPTIMIZER[pair.plain])
+        model = pair.plain(pair.policy, env, policy_kwargs=policy_kwargs, **kwargs)
     assert isinstance(model, OnPolicyAlgorithm)
     return model
 
@@ -336,6 +348,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clock", default="wall", choices=sorted(CLOCKS), help="what a run's time is (see CLOCKS)")
     parser.add_argument("--profile", action="store_true", help="also print where JEPA's extra time goes (cProfile)")
     parser.add_argument("--update", action="store_true", help="time the update alone: train() on one fixed rollout")
+    parser.add_argument(
+        "--plain-optimizer",
+        default="sb3",
+        choices=["sb3", "flat"],
+        help="the plain side's optimizer: SB3's default (torch's per-tensor step), or the flat one the JEPA side uses "
+        "(the JEPA term's own cost, like for like)",
+    )
     args = parser.parse_args(argv)
     available = pairs(args.atari_id)
     unknown = [name for name in args.pairs if name not in available]
@@ -348,7 +367,7 @@ def main(argv: list[str] | None = None) -> None:
 
     print(
         f"device={args.device} target={args.target or 'default'} timesteps={args.timesteps} repeats={args.repeats} "
-        f"clock={args.clock}"
+        f"clock={args.clock} plain-optimizer={args.plain_optimizer}"
     )
     if args.update:
         for name in args.pairs:

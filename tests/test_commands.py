@@ -1,10 +1,13 @@
 """The other commands a user runs: the demo and the benchmarks (smoke runs with tiny budgets)."""
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from benchmarks.speed import make_model, pairs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,6 +53,22 @@ def test_speed_benchmark_update_only_smoke():
     (line,) = [line for line in output.splitlines() if line.startswith("a2c-mlp: train() JEPA/plain median")]
     assert "per minibatch (1 per update): extra" in line
     assert 0.0 < float(line.split("median ")[1].split()[0]) < 10.0
+
+
+@pytest.mark.parametrize("pair_name", ["a2c-mlp", "ppo-mlp"])
+def test_speed_benchmark_plain_flat_optimizer_is_sb3s_with_the_flat_step(pair_name):
+    """--plain-optimizer flat: the plain side gets the JEPA side's optimizer class with SB3's own settings"""
+    pair = pairs("BreakoutNoFrameskip-v4")[pair_name]
+    models = {}
+    for choice in ("sb3", "flat"):
+        args = argparse.Namespace(device="cpu", target=None, segment_length=0, plain_optimizer=choice)
+        models[choice] = make_model(pair, jepa=False, args=args, seed=0)
+    jepa = make_model(pair, jepa=True, args=args, seed=0)
+    sb3, flat = models["sb3"].policy.optimizer, models["flat"].policy.optimizer
+    assert type(flat) is type(jepa.policy.optimizer) and type(flat) is not type(sb3)
+    assert isinstance(flat, type(sb3))
+    settings = {key: value for key, value in sb3.defaults.items() if key != "foreach"}
+    assert {key: flat.defaults[key] for key in settings} == settings
 
 
 @pytest.mark.slow

@@ -199,13 +199,20 @@ def update_times(pair: Pair, args: argparse.Namespace) -> tuple[list[float], dic
         model.collect_rollouts(model.env, callback, model.rollout_buffer, model.n_steps)
         models[jepa] = model
         final_embeddings = getattr(model.rollout_buffer, "final_embeddings", None)
-        saved[jepa] = copy.deepcopy((model.policy.state_dict(), model.policy.optimizer.state_dict(), final_embeddings))
+        assert len(model.policy.optimizer.param_groups) == 1, "SB3's policies build one parameter group"
+        optimizer_state = [model.policy.optimizer.state[param] for param in model.policy.optimizer.param_groups[0]["params"]]
+        saved[jepa] = copy.deepcopy((model.policy.state_dict(), optimizer_state, final_embeddings))
     clock = CLOCKS[args.clock]
 
     def one_train(jepa: bool) -> float:
         model = models[jepa]
         model.policy.load_state_dict(saved[jepa][0])
-        model.policy.optimizer.load_state_dict(saved[jepa][1])
+        # The optimizer's state restored in place, not by load_state_dict(), which would make a flat optimizer
+        # (sb3_jepa/common/optim.py) lay out its buffers again in every timing: in learn() it does that once
+        optimizer = model.policy.optimizer
+        for param, saved_state in zip(optimizer.param_groups[0]["params"], saved[jepa][1], strict=True):
+            for key, value in saved_state.items():
+                optimizer.state[param][key].copy_(value)
         if jepa:
             model.rollout_buffer.final_embeddings = saved[jepa][2]  # type: ignore[attr-defined]
             # loading bumped the weights' versions: they are those the embeddings were made with

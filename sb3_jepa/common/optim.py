@@ -27,7 +27,9 @@ with its own.)
 
 The JEPA policies build their optimizer with these classes where the user left SB3's default (PPO: Adam, A2C:
 RMSprop) and chose no implementation (``foreach`` or ``fused``); plain SB3 takes them too, e.g.
-``PPO("MlpPolicy", env, policy_kwargs=dict(optimizer_class=FlatAdam))``.
+``PPO("MlpPolicy", env, policy_kwargs=dict(optimizer_class=FlatAdam, optimizer_kwargs=dict(eps=1e-5)))`` (SB3
+adds its ``eps=1e-5`` for ``th.optim.Adam`` itself only, and A2C its RMSprop settings only when it picks the class:
+``dict(alpha=0.99, eps=1e-5, weight_decay=0)``).
 """
 
 from collections.abc import Callable

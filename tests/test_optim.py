@@ -1,6 +1,7 @@
 """The flat Adam and RMSprop: torch's results bit for bit, in one buffer, and torch's own step where they cannot."""
 
 import copy
+import pickle
 
 import pytest
 import torch as th
@@ -181,3 +182,30 @@ def test_a_flat_step_is_seen_by_autograd_as_an_in_place_change():
     assert all(param._version > version for param, version in zip(params, versions, strict=True))
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         loss.backward()
+
+
+@pytest.mark.parametrize("copy_of", [copy.deepcopy, lambda optimizer: pickle.loads(pickle.dumps(optimizer))])
+def test_a_copied_optimizer_steps_as_the_original(copy_of):
+    params = make_params()
+    optimizer = FlatAdam(params)
+    run(optimizer, params, range(3))
+    copied = copy_of(optimizer)
+    copied_params = copied.param_groups[0]["params"]
+    run(optimizer, params, range(3, 6))
+    run(copied, copied_params, range(3, 6))
+    assert_same(params, copied_params)
+    assert one_buffer(copied_params)
+    copied.load_state_dict(copy.deepcopy(optimizer.state_dict()))  # still listened to: the views are made again
+    run(optimizer, params, range(6, 8))
+    run(copied, copied_params, range(6, 8))
+    assert_same(params, copied_params)
+
+
+def test_step_hooks_run_once_per_step_on_both_paths():
+    th.optim.Adam(make_params())  # an instance of torch's class wraps Adam.step with the hooks too
+    params = make_params()
+    optimizer = FlatAdam(params)
+    calls = []
+    optimizer.register_step_post_hook(lambda *args: calls.append(one_buffer(params)))
+    run(optimizer, params, range(3))
+    assert calls == [False, True, True]  # torch's first step, then flat ones: once each

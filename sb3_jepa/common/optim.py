@@ -131,7 +131,7 @@ class FlatStepMixin(th.optim.Optimizer):
         """
         flat_groups = None if closure is not None else self._ready_flat_groups()
         if flat_groups is None:
-            loss = super().step(closure)
+            loss = self._torch_step(closure)
             # Steps may have been taken for some parameters only: check the counts again before the next flat step
             self._flat_groups = [None] * len(self.param_groups)
             return loss
@@ -145,6 +145,24 @@ class FlatStepMixin(th.optim.Optimizer):
             # (JEPAOnPolicyAlgorithm._jepa_encoder_versions) still sees new weights
             increment_version(group["params"])
         return None
+
+    def _torch_step(self, closure: Callable[[], float] | None) -> float | None:
+        """
+        Torch's own step, without the step hooks: torch wraps a class's ``step`` with them (``_patch_step_function``)
+        once an instance of it exists, so that calling ``Adam.step`` from this class's already wrapped ``step``
+        would run every registered hook (and profiler record) twice
+        """
+        step = super().step.__func__  # type: ignore[attr-defined]
+        if getattr(step, "hooked", False):
+            step = step.__wrapped__
+        return step(self, closure)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A copy or an unpickled optimizer gets torch's defaults, state and groups only (Optimizer.__getstate__): it
+        # makes its views again and listens to load_state_dict again
+        super().__setstate__(state)
+        self._flat_groups = [None] * len(self.param_groups)
+        self.register_load_state_dict_post_hook(FlatStepMixin._forget_flat_groups)
 
     def _ready_flat_groups(self) -> list[FlatGroup] | None:
         """:return: every group's flat buffers, made where they are missing or stale; None if a group cannot step flat"""

@@ -23,7 +23,8 @@ it: a parameter without a gradient (torch skips it and its step count falls behi
 the flat step does not implement (``amsgrad``, ``maximize``, ``capturable``, ``differentiable``, ``fused``,
 RMSprop's ``centered`` or ``momentum``), a learning rate given as a tensor, a closure, sparse or complex
 parameters. (A state tensor replaced by hand, not through ``load_state_dict``, is not seen: the flat step goes on
-with its own.)
+with its own. And ``torch.save`` of a *part* of the module writes the whole buffer its views share, at most
+2^18 values: clone what you save alone.)
 
 The JEPA policies build their optimizer with these classes where the user left SB3's default (PPO: Adam, A2C:
 RMSprop) and chose no implementation (``foreach`` or ``fused``); plain SB3 takes them too, e.g.

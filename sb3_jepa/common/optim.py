@@ -86,16 +86,26 @@ class FlatStepMixin(th.optim.Optimizer):
 
     #: the keys of one parameter's state, besides ``step``, that the flat step updates
     state_keys: tuple[str, ...] = ()
+    #: one entry per parameter group: its flat buffers, or None where they are still to be made (or cannot be)
+    _flat_groups: list[FlatGroup | None]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: one entry per parameter group: its flat buffers, or None where they are still to be made (or cannot be)
-        self._flat_groups: list[FlatGroup | None] = [None] * len(self.param_groups)
+        self._start_flat()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A copy or an unpickled optimizer gets torch's defaults, state and groups only (Optimizer.__getstate__)
+        super().__setstate__(state)
+        self._start_flat()
+
+    def _start_flat(self) -> None:
+        self._forget_flat_groups(self)
         # A loaded state replaces the state tensors: the views must be made again
         self.register_load_state_dict_post_hook(FlatStepMixin._forget_flat_groups)
 
     @staticmethod
     def _forget_flat_groups(optimizer: th.optim.Optimizer) -> None:
+        """Make every group's views again at its next flat step (or find that it cannot step flat)"""
         assert isinstance(optimizer, FlatStepMixin)
         optimizer._flat_groups = [None] * len(optimizer.param_groups)
 
@@ -134,7 +144,7 @@ class FlatStepMixin(th.optim.Optimizer):
         if flat_groups is None:
             loss = self._torch_step(closure)
             # Steps may have been taken for some parameters only: check the counts again before the next flat step
-            self._flat_groups = [None] * len(self.param_groups)
+            self._forget_flat_groups(self)
             return loss
         for group, flat in zip(self.param_groups, flat_groups, strict=True):
             grad = flat.gradient(group["params"])
@@ -157,13 +167,6 @@ class FlatStepMixin(th.optim.Optimizer):
         if getattr(step, "hooked", False):
             step = step.__wrapped__
         return step(self, closure)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        # A copy or an unpickled optimizer gets torch's defaults, state and groups only (Optimizer.__getstate__): it
-        # makes its views again and listens to load_state_dict again
-        super().__setstate__(state)
-        self._flat_groups = [None] * len(self.param_groups)
-        self.register_load_state_dict_post_hook(FlatStepMixin._forget_flat_groups)
 
     def _ready_flat_groups(self) -> list[FlatGroup] | None:
         """:return: every group's flat buffers, made where they are missing or stale; None if a group cannot step flat"""

@@ -444,3 +444,16 @@ def test_prediction_error_is_measured_in_the_space_w_predicts(monkeypatch):
         (policy.jepa_encode(policy.obs_to_tensor(np.stack(first))[0], target=True) - target).pow(2).sum(dim=1).mean()
     )
     assert ratio == pytest.approx(expected / moved, rel=1e-4)
+
+
+@pytest.mark.parametrize("env_id", ["TwoRoomsDiscreteDistractorsPredictable-v0", "TwoRoomsDiscreteDistractorsNoise-v0"])
+def test_pairs_with_distractor_dots(env_id):
+    """``info["state"]`` has the dots after the goal: a pair is still two positions, the same as without dots"""
+    pairs = make_pairs(env_id, 4, seed=0)
+    assert pairs == make_pairs(ENV_ID, 4, seed=0)  # the dots draw from a generator of their own
+    env = gym.make(env_id)
+    for pair in pairs:
+        assert len(pair["start"]) == len(pair["goal"]) == 2
+        _, info = env.reset(options=dict(start=pair["start"], goal=pair["goal"]))
+        np.testing.assert_allclose(info["state"][:4], pair["start"] + pair["goal"])
+        assert len(info["state"]) == 4 + len(info["distractor_state"])

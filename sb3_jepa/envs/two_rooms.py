@@ -66,6 +66,10 @@ SUCCESS_BONUS = 10.0
 LAYOUTS = ("same", "cross", "any")
 #: How distractor dots move (see the module docstring)
 DISTRACTOR_MOTIONS = ("predictable", "noise")
+#: Where the agent's and the goal's positions are in ``info["state"]`` (``[x, y, goal_x, goal_y]``, then the distractor
+#: dots' ``[x, y]`` when there are any): e.g. ``state[STATE_GOAL]`` is ``[goal_x, goal_y]`` with or without dots
+STATE_POSITION = slice(0, 2)
+STATE_GOAL = slice(2, 4)
 
 
 class TwoRoomsEnv(Env):

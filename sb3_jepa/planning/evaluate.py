@@ -206,14 +206,16 @@ def make_pairs(env_id: str, n_pairs: int, seed: int) -> list[dict[str, Any]]:
     import gymnasium as gym
 
     import sb3_jepa  # noqa: F401  (registers the environments)
+    from sb3_jepa.envs.two_rooms import STATE_GOAL, STATE_POSITION
 
     env = gym.make(env_id).unwrapped
     pairs = []
     for index in range(n_pairs):
         layout = "same" if index < n_pairs // 2 else "cross"
         _, info = env.reset(seed=episode_seed(seed, index), options=dict(layout=layout))
-        state = info["state"]
-        pairs.append(dict(start=state[:2].tolist(), goal=state[2:].tolist(), cross_room=bool(info["cross_room"])))
+        state = info["state"]  # with distractor dots, their positions follow (a reset draws them anew)
+        start, goal = state[STATE_POSITION].tolist(), state[STATE_GOAL].tolist()
+        pairs.append(dict(start=start, goal=goal, cross_room=bool(info["cross_room"])))
     env.close()
     return pairs
 

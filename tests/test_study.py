@@ -141,3 +141,39 @@ def test_ray_backend_matches_the_process_pool(tmp_path):
     pool = run_files(tmp_path / "pool")
     assert len(pool) == 3 and pool == run_files(tmp_path / "ray") == run_files(tmp_path / "sent")
     assert (good.directory(tmp_path / "sent") / "zoo" / "model.zip").exists()
+
+
+def test_config_folder():
+    from sb3_jepa.study.configs import FOLDER_HASH_DIGITS, MAX_FOLDER_BYTES, config_folder
+
+    assert config_folder("rl_only:jepa_coef=0") == "rl_only:jepa_coef=0"
+    assert config_folder("a" * MAX_FOLDER_BYTES) == "a" * MAX_FOLDER_BYTES
+    long = "jepa_rl:" + ",".join(f"jepa_vicreg_var_coef={i}.000157014211027205" for i in range(8))
+    folder = config_folder(long)
+    prefix, _, digest = folder.rpartition("~")
+    assert len(folder.encode()) == MAX_FOLDER_BYTES and long.startswith(prefix) and len(digest) == FOLDER_HASH_DIGITS
+    assert config_folder(long) == folder and config_folder(long + "1") != folder  # the same prefix, another name
+    # a multi-byte character cut at the limit is left out; a "/" would make a folder of its own
+    assert len(config_folder("é" * 200).encode()) <= MAX_FOLDER_BYTES
+    assert "/" not in config_folder("rl_only:features_extractor_kwargs=a/b")
+
+
+@pytest.mark.slow
+def test_a_configuration_too_long_for_a_folder_runs_and_reports(tmp_path):
+    """A re-measured trial carries every setting it searched: its name is longer than a folder's may be"""
+    from sb3_jepa.study.configs import config_folder
+    from sb3_jepa.study.report import load_runs
+    from sb3_jepa.study.runner import RunSpec, is_finished, run_all
+
+    config = "jepa_rl:" + ",".join(
+        ["jepa_coef=0.00015701421102720542", "jepa_target=ema", "jepa_tau=0.007382751981499335", "jepa_loss=mse"]
+        + ["jepa_prediction_steps=2", "jepa_vicreg_var_coef=0.0054046235343238"] * 3
+    )
+    assert len(config) > 255
+    settings = dict(n_envs=2, n_steps=64, batch_size=64, n_epochs=1)
+    spec = RunSpec("ppo_jepa", "CartPole-v1", config, 0, 128, settings, 1, "cpu", 1)
+    summaries, failures = run_all([spec], tmp_path, workers=1, show_progress=False)
+    assert failures == [] and summaries[0]["config"] == config
+    assert spec.directory(tmp_path).parent.name == config_folder(config) and is_finished(spec, tmp_path)
+    (run,) = load_runs(tmp_path)
+    assert run["config"] == config

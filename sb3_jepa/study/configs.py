@@ -3,6 +3,7 @@ The study's named configurations: each is a set of algorithm arguments applied o
 packaged rl-zoo3 hyperparameters (and of ``--hyperparams``), so that configurations differ only where named.
 """
 
+import hashlib
 from typing import Any
 
 #: The paper's target. Every configuration names its target: the package default (stop_grad since 0.2.0) is not
@@ -70,6 +71,35 @@ def config_kwargs(name: str) -> dict[str, Any]:
             raise ValueError(f"Configuration overrides must read key=value[,key=value], got {item!r} in {name!r}")
         kwargs[key] = _parse_value(value)
     return kwargs
+
+
+#: The longest folder name the usual filesystems take (NAME_MAX of ext4, XFS, btrfs, tmpfs: 255 bytes)
+MAX_FOLDER_BYTES = 255
+#: Hex digits of the hash that ends the folder of a configuration whose name cannot be one
+FOLDER_HASH_DIGITS = 12
+
+
+def config_folder(name: str) -> str:
+    """
+    The folder that holds a configuration's runs: its name, where the name can be a folder's; else (longer than
+    :data:`MAX_FOLDER_BYTES` in UTF-8, as a re-measurement of a searched trial with all its overrides easily is, or
+    holding a ``/``) its first bytes with ``/`` made ``-``, then ``~`` and the first :data:`FOLDER_HASH_DIGITS` hex
+    digits of the SHA-256 of the whole name, 255 bytes in all. Each run's ``summary.json`` keeps the whole name,
+    which the study's report reads.
+
+    Example: ``rl_only:jepa_coef=0`` is its own folder; a 300-byte ``jepa_rl:jepa_coef=0.000157...`` becomes its
+    first 242 bytes, ``~`` and 12 hex digits.
+
+    :param name: a configuration name, with its overrides
+    :return: the folder's name
+    """
+    encoded = name.encode()
+    if len(encoded) <= MAX_FOLDER_BYTES and "/" not in name:
+        return name
+    digest = hashlib.sha256(encoded).hexdigest()[:FOLDER_HASH_DIGITS]
+    # errors="ignore": a multi-byte character cut in two is left out, so the folder stays within the limit
+    prefix = encoded[: MAX_FOLDER_BYTES - FOLDER_HASH_DIGITS - 1].decode(errors="ignore").replace("/", "-")
+    return f"{prefix}~{digest}"
 
 
 def _parse_value(text: str) -> Any:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from sb3_jepa.common.utils import write_atomically
-from sb3_jepa.study.configs import config_kwargs
+from sb3_jepa.study.configs import config_folder, config_kwargs
 from sb3_jepa.study.workers import DEFAULT_RETRIES, report_retry, run_on_process_pool
 
 #: Training-episode statistics window for ``ep_rew_mean`` (SB3's default stats_window_size)
@@ -71,8 +71,8 @@ class RunSpec:
     threads: int = 1
 
     def directory(self, out: Path) -> Path:
-        """:return: where this run writes"""
-        return out / self.env_id.replace("/", "-") / self.config / f"seed{self.seed}"
+        """:return: where this run writes (the configuration's folder: :func:`config_folder`)"""
+        return out / self.env_id.replace("/", "-") / config_folder(self.config) / f"seed{self.seed}"
 
     def algorithm_kwargs(self) -> dict[str, Any]:
         """:return: the hyperparameter overrides of this run: ``--hyperparams``, then the configuration's"""

@@ -457,3 +457,16 @@ def test_pairs_with_distractor_dots(env_id):
         _, info = env.reset(options=dict(start=pair["start"], goal=pair["goal"]))
         np.testing.assert_allclose(info["state"][:4], pair["start"] + pair["goal"])
         assert len(info["state"]) == 4 + len(info["distractor_state"])
+
+
+def test_find_models_takes_the_full_name_of_a_shortened_configuration(tmp_path):
+    from sb3_jepa.planning.evaluate import find_models
+    from sb3_jepa.study.configs import config_folder
+
+    long = "jepa_rl:" + ",".join(["jepa_coef=0.00015701421102720542", "jepa_tau=0.007382751981499335"] * 6)
+    run = tmp_path / ENV_ID / config_folder(long) / "seed0"
+    (run / "zoo").mkdir(parents=True)
+    (run / "zoo" / "model.zip").write_bytes(b"")
+    (run / "summary.json").write_text(json.dumps(dict(algo="ppo_jepa", config=long)))
+    [(config, seed, path, algo)] = find_models(tmp_path, ENV_ID, [long], None)
+    assert (config, seed, path, algo) == (config_folder(long), 0, run / "zoo" / "model.zip", "ppo_jepa")

@@ -548,7 +548,11 @@ def find_models(
     :param seeds: the seeds (None: every one found)
     :return: ``(config, seed, model path, algo)`` of every finished run
     """
+    from sb3_jepa.study.configs import config_folder
+
     root = study / env_id.replace("/", "-")
+    # A configuration is known by its folder's name (a name too long for a folder: its shortened one, config_folder)
+    configs = None if configs is None else [config_folder(config) for config in configs]
     found = []
     for summary in sorted(root.glob("*/seed*/summary.json")):
         config, seed = summary.parent.parent.name, int(summary.parent.name.removeprefix("seed"))

@@ -213,7 +213,7 @@ def make_pairs(env_id: str, n_pairs: int, seed: int) -> list[dict[str, Any]]:
     for index in range(n_pairs):
         layout = "same" if index < n_pairs // 2 else "cross"
         _, info = env.reset(seed=episode_seed(seed, index), options=dict(layout=layout))
-        state = info["state"]  # with distractor dots, their positions follow (a reset draws them anew)
+        state = info["state"]  # [x, y, goal_x, goal_y], then any distractor dots (not part of a pair)
         start, goal = state[STATE_POSITION].tolist(), state[STATE_GOAL].tolist()
         pairs.append(dict(start=start, goal=goal, cross_room=bool(info["cross_room"])))
     env.close()

@@ -85,7 +85,7 @@ def test_bad_input_fails_before_any_run(tmp_path):
 def test_configs():
     listed = study("configs").stdout
     assert all(name in listed for name in CONFIGS)
-    assert config_kwargs("rl_only") == {"jepa_coef": 0.0}
+    assert config_kwargs("rl_only") == {"jepa_coef": 0.0, "jepa_embedding_norm": None, "augment_observations": None}
     assert config_kwargs("jepa_rl:jepa_coef=1e-4,jepa_target=ema,predictor_net_arch=[64]") == {
         "jepa_coef": 1e-4,
         "jepa_target": "ema",
@@ -93,6 +93,36 @@ def test_configs():
     }
     with pytest.raises(ValueError, match="key=value"):
         config_kwargs("jepa_rl:jepa_coef")
+
+
+@pytest.mark.parametrize(
+    "config, norm, coef",
+    [("rl_only", None, 0.0), ("jepa_rl", "layernorm", 0.28), ("rl_only:jepa_embedding_norm=layernorm", "layernorm", 0.0)],
+)
+def test_rl_only_is_plain_on_a_tuned_entry(tmp_path, config, norm, coef):
+    """
+    The tuned A2C Acrobot-v1 entry ends its encoder with a LayerNorm: the study's ``rl_only`` takes it off (plain A2C,
+    the baseline the studies' tables were recorded with), the JEPA configurations keep it, and DrQ's control names it.
+    """
+    import argparse
+
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    import sb3_jepa.zoo
+    from sb3_jepa.study.runner import RunSpec
+
+    sb3_jepa.zoo.register()
+    spec = RunSpec("a2c_jepa", "Acrobot-v1", config, seed=0, timesteps=64)
+    manager = ExperimentManager(
+        argparse.Namespace(), spec.algo, spec.env_id, str(tmp_path), n_timesteps=64,
+        hyperparams=spec.algorithm_kwargs(), seed=0, verbose=0, n_eval_envs=0, eval_freq=-1,
+    )  # fmt: skip
+    setup = manager.setup_experiment()
+    assert setup is not None
+    model = setup[0]
+    assert model.jepa_embedding_norm == norm and model.augment_observations is None
+    assert model.jepa_coef == pytest.approx(coef, abs=0.005)
+    model.get_env().close()
 
 
 def tiny_specs(seeds: tuple[int, ...], **hyperparams: object) -> list:

@@ -511,6 +511,32 @@ def test_two_rooms_reflection_worked_example():
     np.testing.assert_allclose(velocities, [[-2.0, 1.0]])
 
 
+@pytest.mark.parametrize("env_id", sorted(DISTRACTOR_TWO_ROOMS_IDS))
+def test_two_rooms_dots_are_exchangeable_and_their_centroid_is_in_the_image(env_id):
+    """
+    The image does not say which dot is which (info["distractor_objects"]): from the raw pixels a linear probe reads
+    the dots' centroid, not one dot's own coordinates (what the study's distractor_centroid_r2 is for)
+    """
+    from sb3_jepa.common.probes import distractor_centroids, linear_probe_r2
+
+    env = gym.make(env_id)
+    rng = np.random.default_rng(0)
+    images, dots, episodes = [], [], []
+    for episode in range(30):
+        obs, info = env.reset(seed=episode)
+        assert info["distractor_objects"] == 2
+        for _ in range(100):  # random actions: the dots move as they would under any policy
+            images.append(obs[..., 3]), dots.append(info["distractor_state"]), episodes.append(episode)
+            obs, _, terminated, truncated, info = env.step(int(rng.integers(9)))
+            if terminated or truncated:
+                break
+    pixels = th.nn.functional.avg_pool2d(th.as_tensor(np.array(images), dtype=th.float32)[:, None], 4).flatten(1)
+    dots, groups = np.array(dots), np.array(episodes)
+    centroid_r2 = linear_probe_r2(pixels.numpy(), distractor_centroids(dots, 2), groups=groups)
+    each_dot_r2 = linear_probe_r2(pixels.numpy(), dots, groups=groups)
+    assert centroid_r2.min() > 0.8 and each_dot_r2.max() < 0.5
+
+
 def test_two_rooms_distractors_refuse_bad_settings():
     with pytest.raises(ValueError, match=r"distractors must be None or one of \('predictable', 'noise'\)"):
         TwoRoomsEnv(distractors="bouncing")

@@ -327,6 +327,40 @@ def test_distractor_probes_split_the_task_from_the_distractors():
     assert abs(scores[0.0]["distractor_variance_fraction"]) < 0.02
     with pytest.raises(ValueError, match=r"n_distractor_vars must be in \[1, 6\]"):
         probes.distractor_probes(z, states, n_distractor_vars=7, groups=episodes)
+    assert "distractor_centroid_r2" not in scores[1.0]
+
+
+def test_distractor_centroids_worked_example():
+    np.testing.assert_array_equal(probes.distractor_centroids(np.array([[10, 0, 30, 4]]), 2), [[20, 2]])
+    np.testing.assert_array_equal(probes.distractor_centroids(np.array([[1, 2, 3]]), 1), [[1, 2, 3]])
+    for objects, message in (
+        (0, "be an integer >= 1"),
+        (True, "be an integer >= 1"),
+        (3, "divide the 4 distractor variables, got 3"),
+    ):
+        with pytest.raises(ValueError, match=f"objects must {message}"):
+            probes.distractor_centroids(np.zeros((2, 4)), objects)
+
+
+def test_distractor_probes_read_the_centroid_of_look_alike_objects():
+    """
+    z holds what an image of two look-alike dots holds, the set of their positions (here: their centroid and their
+    spread), or nothing of them: the per-dot R^2 cannot tell the two apart, the centroid's R^2 can
+    """
+    rng = np.random.default_rng(0)
+    n, episodes = 2000, np.repeat(np.arange(40), 50)
+    task, dots = rng.normal(size=(n, 2)), rng.uniform(0, 64, size=(n, 4))
+    states = np.concatenate([task, dots], axis=1)
+    symmetric = np.concatenate([probes.distractor_centroids(dots, 2), np.abs(dots[:, :2] - dots[:, 2:])], axis=1)
+    mixing = rng.normal(size=(6, 16))
+    scores = {}
+    for kept in (0.0, 1.0):
+        z = np.concatenate([task, kept * symmetric / 64], axis=1) @ mixing + 0.01 * rng.normal(size=(n, 16))
+        scores[kept] = probes.distractor_probes(z, states, 4, groups=episodes, exchangeable_objects=2)
+    assert scores[1.0]["distractor_centroid_r2"] > 0.99 and scores[0.0]["distractor_centroid_r2"] < 0.05
+    assert scores[1.0]["distractor_r2"] < 0.6  # each dot's own coordinates: about half their variance at best
+    with pytest.raises(ValueError, match="objects must divide the 4 distractor variables, got 3"):
+        probes.distractor_probes(z, states, 4, groups=episodes, exchangeable_objects=3)
 
 
 def test_explained_variance_fraction_is_the_pooled_adjusted_r2():

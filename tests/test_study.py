@@ -3,6 +3,7 @@
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -207,3 +208,40 @@ def test_a_configuration_too_long_for_a_folder_runs_and_reports(tmp_path):
     assert spec.directory(tmp_path).parent.name == config_folder(config) and is_finished(spec, tmp_path)
     (run,) = load_runs(tmp_path)
     assert run["config"] == config
+
+
+def test_probe_adds_the_scores_a_run_lacks_from_its_model(tmp_path, monkeypatch, capsys):
+    """
+    ``study probe`` on runs recorded before distractor_centroid_r2 existed: the score is added from the saved model,
+    everything the summary had stays, a run without its model is named and the exit status says so
+    """
+    from sb3_jepa.study import __main__ as cli
+    from sb3_jepa.study import runner
+
+    monkeypatch.setattr(runner, "PROBE_STEPS", 800)  # 4 episodes of Two Rooms' 200 steps
+    small = dict(n_envs=2, n_steps=32, batch_size=64, n_epochs=1)
+    env_id = "TwoRoomsDiscreteDistractorsPredictable-v0"
+    specs = [runner.RunSpec("ppo_jepa", env_id, "jepa_rl", seed, 64, small, eval_episodes=0) for seed in (0, 1)]
+    runner.execute(specs[0], tmp_path)
+    shutil.copytree(specs[0].directory(tmp_path), specs[1].directory(tmp_path))  # a second run, to lose its model
+    paths = [spec.directory(tmp_path) / "summary.json" for spec in specs]
+    older = []
+    for path in paths:  # as an earlier version wrote them
+        summary = json.loads(path.read_text())
+        assert isinstance(summary["distractor_centroid_r2"], float)
+        del summary["distractor_centroid_r2"]
+        path.write_text(json.dumps(summary))
+        older.append(summary)
+    (specs[1].directory(tmp_path) / runner.MODEL_FILE).unlink()
+
+    assert cli.main(["probe", "--out", str(tmp_path)]) == 1
+    printed = capsys.readouterr()
+    assert "added distractor_centroid_r2" in printed.out and "seed1/zoo/model.zip: the run kept no model" in printed.err
+    added = json.loads(paths[0].read_text())
+    assert {key: added[key] for key in older[0]} == older[0] and added["probes_added"] == ["distractor_centroid_r2"]
+    assert isinstance(added["distractor_centroid_r2"], float)
+    assert json.loads(paths[1].read_text()) == older[1]
+    assert "distractors' centroid R^2" in (tmp_path / "report.md").read_text()
+    assert "(1 of 2)" in (tmp_path / "report.md").read_text()
+    # Nothing missing any more: nothing rewritten
+    assert runner.add_probes(paths[0].parent) == [] and json.loads(paths[0].read_text()) == added

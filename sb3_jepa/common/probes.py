@@ -175,33 +175,72 @@ def explained_variance_fraction(z: np.ndarray, predictors: np.ndarray) -> float:
     return float(1.0 - (1.0 - r2) * (n - 1) / (n - p - 1))
 
 
+def distractor_centroids(distractors: np.ndarray, objects: int) -> np.ndarray:
+    """
+    The centroid of exchangeable distractor objects: the mean over the objects of each coordinate.
+
+    Example: two dots, ``distractors`` rows ``[x1, y1, x2, y2]`` and ``objects=2``: each row becomes
+    ``[(x1 + x2) / 2, (y1 + y2) / 2]``; a row ``[10, 0, 30, 4]`` becomes ``[20, 2]``.
+
+    :param distractors: the distractors' variables, the objects one after another with the same coordinates each,
+        shape ``(n, objects * coordinates)``
+    :param objects: how many objects the variables describe (>= 1, dividing the number of variables)
+    :return: shape ``(n, coordinates)``
+    """
+    distractors = np.asarray(distractors, dtype=np.float64).reshape(len(distractors), -1)
+    if isinstance(objects, bool) or not isinstance(objects, (int, np.integer)) or objects < 1:
+        raise ValueError(f"objects must be an integer >= 1, got {objects!r}")
+    if distractors.shape[1] % objects:
+        raise ValueError(f"objects must divide the {distractors.shape[1]} distractor variables, got {objects}")
+    return distractors.reshape(len(distractors), objects, -1).mean(axis=1)
+
+
 def distractor_probes(
-    z: np.ndarray, states: np.ndarray, n_distractor_vars: int, groups: np.ndarray, seed: int = 0
+    z: np.ndarray,
+    states: np.ndarray,
+    n_distractor_vars: int,
+    groups: np.ndarray,
+    seed: int = 0,
+    exchangeable_objects: int | None = None,
 ) -> dict[str, float]:
     """
     What the embeddings keep of the task and of the distractors, for testbeds whose state ends with the
     distractors' variables (``info["state"]`` of the distractor testbeds: task variables, then
     ``info["distractor_state"]``).
 
+    Where the distractors are objects that the observation does not tell apart (Two Rooms' dots, alike in one
+    channel), no function of the observation predicts one object's own coordinates beyond what the set of them
+    says, so ``distractor_r2`` stays low even for the raw image; ``distractor_centroid_r2`` asks for their centroid
+    instead, which the image does determine (a ridge probe from Two Rooms' pixels reads it at R^2 1.00).
+
     :param z: embeddings, shape ``(n, dim)``
     :param states: the true states, task variables first, shape ``(n, n_vars)``
     :param n_distractor_vars: how many of the last columns are distractors (>= 1, fewer than all)
     :param groups: the episode of each row, held out whole
     :param seed: the seed of the splits
+    :param exchangeable_objects: None, or how many look-alike objects the distractors' variables describe, one
+        after another with the same coordinates each (``info["distractor_objects"]``)
     :return: ``task_r2`` and ``distractor_r2``, the mean held-out R^2 (:func:`linear_probe_r2`) of the task's and of
         the distractors' variables, and ``distractor_variance_fraction`` (:func:`explained_variance_fraction` of z
-        from the distractors, on all rows)
+        from the distractors, on all rows; a linear map from every object's coordinates, so it is not hurt by the
+        objects looking alike); with ``exchangeable_objects``, ``distractor_centroid_r2``, the mean held-out R^2 of
+        the objects' centroid (:func:`distractor_centroids`)
     """
     states = np.asarray(states, dtype=np.float64).reshape(len(states), -1)
     if not 0 < n_distractor_vars < states.shape[1]:
         raise ValueError(f"n_distractor_vars must be in [1, {states.shape[1] - 1}], got {n_distractor_vars}")
-    r2 = linear_probe_r2(z, states, groups=groups, seed=seed)
     distractors = states[:, -n_distractor_vars:]
-    return dict(
+    # Checked before the probes' work
+    centroids = None if exchangeable_objects is None else distractor_centroids(distractors, exchangeable_objects)
+    r2 = linear_probe_r2(z, states, groups=groups, seed=seed)
+    scores = dict(
         task_r2=float(np.mean(r2[:-n_distractor_vars])),
         distractor_r2=float(np.mean(r2[-n_distractor_vars:])),
         distractor_variance_fraction=explained_variance_fraction(z, distractors),
     )
+    if centroids is not None:
+        scores["distractor_centroid_r2"] = float(np.mean(linear_probe_r2(z, centroids, groups=groups, seed=seed)))
+    return scores
 
 
 def collect_states(

@@ -290,6 +290,9 @@ class TwoRoomsEnv(Env):
         )
         if self.distractors:
             info["distractor_state"] = self.distractor_positions.ravel().astype(np.float32)
+            # The dots share one channel and look alike: the image shows where they are, not which is which, so a
+            # probe can read functions of the set (their centroid), not dot 1's x (see distractor_probes)
+            info["distractor_objects"] = self.n_distractors
         return info
 
     # -- distractors ------------------------------------------------------------------------------------------------

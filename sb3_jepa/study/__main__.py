@@ -4,6 +4,7 @@ The collapse study, in one command:
     python -m sb3_jepa.study run --env PixelCartPole-v1 --seeds 0 1 2 3 4 --timesteps 100000 --workers 2
     python -m sb3_jepa.study run ... --backend ray --address auto   # the same runs as tasks of a Ray cluster
     python -m sb3_jepa.study report --out runs/study     # tables and plots again, from the files
+    python -m sb3_jepa.study probe --out runs/study      # newer probe scores for finished runs, from their models
     python -m sb3_jepa.study configs                     # the named configurations
 
 ``run`` trains every (environment, configuration, seed) on worker processes, skips runs already finished in
@@ -83,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     report = commands.add_parser("report", help="write report.md, results.csv and the plots from finished runs")
     report.add_argument("--out", type=Path, default=Path("runs/study"))
+    probe = commands.add_parser(
+        "probe",
+        help="add the probe scores that finished runs lack (a newer version's) from their saved models, then report",
+    )
+    probe.add_argument("--out", type=Path, default=Path("runs/study"))
+    probe.add_argument("--threads", type=int, default=1, help="torch threads")
     commands.add_parser("configs", help="list the named configurations")
     return parser
 
@@ -97,6 +104,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "report":
         return _report(args.out)
+    if args.command == "probe":
+        if args.threads <= 0:
+            parser.error(f"--threads must be positive, got {args.threads}")
+        return _probe(args.out, args.threads)
 
     if args.timesteps <= 0 or args.workers <= 0 or args.eval_episodes < 0 or args.threads < 0 or args.retries < 0:
         parser.error("--timesteps and --workers must be positive, --eval-episodes, --threads and --retries >= 0")
@@ -140,6 +151,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"FAILED {spec.directory(args.out)}: {type(failure).__name__}: {failure}", file=sys.stderr)
     status = _report(args.out, failed=len(failures))
     return status if status != EXIT_ALL_DONE or not failures else EXIT_SOME_FAILED
+
+
+def _probe(out: Path, threads: int) -> int:
+    """
+    Add the probe scores that the finished runs under ``out`` lack, from their saved models, and report again.
+
+    :param out: the study's output folder
+    :param threads: torch threads
+    :return: the exit status (:data:`EXIT_SOME_FAILED` if a run kept no model or could not be probed)
+    """
+    from sb3_jepa.study.runner import add_probes
+
+    summaries = sorted(out.glob("*/*/seed*/summary.json"))
+    if not summaries:
+        print(f"No finished run under {out} (runs write <env>/<config>/seed<N>/summary.json)", file=sys.stderr)
+        return EXIT_NONE_FINISHED
+    failed = 0
+    for summary in summaries:
+        run_dir = summary.parent
+        try:
+            added = add_probes(run_dir, threads)
+        except (FileNotFoundError, ValueError) as error:
+            failed += 1
+            print(f"not probed: {error}", file=sys.stderr)
+            continue
+        print(f"{run_dir}: added {', '.join(added)}" if added else f"{run_dir}: nothing missing")
+    status = _report(out)
+    return EXIT_SOME_FAILED if failed and status == EXIT_ALL_DONE else status
 
 
 def _report(out: Path, failed: int = 0) -> int:

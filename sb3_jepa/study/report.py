@@ -26,6 +26,7 @@ DISTRACTOR_COLUMNS = {
     "task_r2": "task R^2",
     "distractor_r2": "distractor R^2",
     "distractor_variance_fraction": "z from distractors",
+    "distractor_centroid_r2": "distractors' centroid R^2",
 }
 
 
@@ -157,14 +158,17 @@ def _mean_of(runs: list[dict[str, Any]], key: str) -> str:
 def _mean_interval(runs: list[dict[str, Any]], key: str) -> str:
     """
     :return: the mean of ``key`` over the runs (seeds) with its 95% percentile bootstrap interval (over seeds,
-        :data:`BOOTSTRAP_REPS` repetitions, a fixed generator), or ``n/a``
+        :data:`BOOTSTRAP_REPS` repetitions, a fixed generator), then ``(k of n)`` where only k of the n runs have
+        it; or ``n/a``
     """
     values = np.array([run[key] for run in runs if run.get(key) is not None], dtype=np.float64)
     if len(values) == 0:
         return "n/a"
     means = np.random.default_rng(0).choice(values, size=(BOOTSTRAP_REPS, len(values))).mean(axis=1)
     low, high = np.percentile(means, [2.5, 97.5])
-    return f"{values.mean():.3f} [{low:.3f}, {high:.3f}]"
+    # Runs recorded before a score existed (and whose model is gone) lack it: say over how many it is
+    fewer = f" ({len(values)} of {len(runs)})" if len(values) < len(runs) else ""
+    return f"{values.mean():.3f} [{low:.3f}, {high:.3f}]{fewer}"
 
 
 def _probe_split_note(runs: list[dict[str, Any]]) -> str:

@@ -207,8 +207,6 @@ def execute(spec: RunSpec, out: Path, progress: Any = None, where: dict[str, Any
     import torch as th
     from stable_baselines3.common.evaluation import evaluate_policy
 
-    import sb3_jepa.zoo
-
     th.set_num_threads(spec.threads)
     run_dir = spec.directory(out)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -222,21 +220,7 @@ def execute(spec: RunSpec, out: Path, progress: Any = None, where: dict[str, Any
 
     start = time.perf_counter()
     with open(run_dir / "stdout.log", "w") as log, redirect_stdout(log), redirect_stderr(log):
-        from rl_zoo3.exp_manager import ExperimentManager
-
-        sb3_jepa.zoo.register()
-        manager = ExperimentManager(
-            argparse.Namespace(),
-            spec.algo,
-            spec.env_id,
-            str(run_dir / "zoo"),
-            n_timesteps=spec.timesteps,
-            eval_freq=-1,
-            hyperparams=spec.algorithm_kwargs(),
-            seed=spec.seed,
-            verbose=0,
-            device=spec.device,
-        )
+        manager = _experiment_manager(spec, run_dir / "zoo")
         setup = manager.setup_experiment()
         assert setup is not None
         model = setup[0]
@@ -250,7 +234,7 @@ def execute(spec: RunSpec, out: Path, progress: Any = None, where: dict[str, Any
             eval_returns = [float(r) for r in returns]
             eval_env.close()
         probe_r2, distractor_scores = _probe_scores(model, manager)
-        model.save(run_dir / "zoo" / "model.zip")
+        model.save(run_dir / MODEL_FILE)
         train_env = model.get_env()
         if train_env is not None:
             train_env.close()
@@ -286,6 +270,87 @@ def execute(spec: RunSpec, out: Path, progress: Any = None, where: dict[str, Any
     return summary
 
 
+def _experiment_manager(spec: RunSpec, log_folder: Path) -> Any:
+    """
+    :param spec: the run
+    :param log_folder: rl-zoo3's log folder
+    :return: the rl-zoo3 ExperimentManager that builds the run as ``python -m rl_zoo3.train`` would (call its
+        ``setup_experiment()`` before ``create_envs``)
+    """
+    from rl_zoo3.exp_manager import ExperimentManager
+
+    import sb3_jepa.zoo
+
+    sb3_jepa.zoo.register()
+    return ExperimentManager(
+        argparse.Namespace(),
+        spec.algo,
+        spec.env_id,
+        str(log_folder),
+        n_timesteps=spec.timesteps,
+        eval_freq=-1,
+        hyperparams=spec.algorithm_kwargs(),
+        seed=spec.seed,
+        verbose=0,
+        device=spec.device,
+    )
+
+
+#: Where a finished run keeps its final model (rl-zoo3's log folder, ``zoo/``)
+MODEL_FILE = Path("zoo") / "model.zip"
+
+
+def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
+    """
+    Probe a finished run's saved model again and add to its summary the probe scores it lacks (those of a newer
+    version, e.g. ``distractor_centroid_r2``), leaving every value it has as it is. The probes collect
+    :data:`PROBE_STEPS` fresh steps of the final policy, so the added scores come from other episodes than the
+    summary's own: the summary's ``probes_added`` names them. The summary is rewritten atomically.
+
+    :param run_dir: a finished run's folder, with its model (``zoo/model.zip``)
+    :param threads: torch threads
+    :return: the keys added (empty: nothing was missing)
+    :raises FileNotFoundError: if the run kept no model
+    """
+    import tempfile
+
+    import torch as th
+
+    from sb3_jepa.zoo import ALGORITHMS
+
+    summary = check_run_files(run_dir)
+    model_path = run_dir / MODEL_FILE
+    if not model_path.exists():
+        raise FileNotFoundError(f"{model_path}: the run kept no model to probe")
+    fields = inspect.signature(RunSpec).parameters
+    spec = RunSpec(**{key: summary[key] for key in fields if key in summary})
+    th.set_num_threads(threads)
+    with (
+        tempfile.TemporaryDirectory() as log_folder,
+        open(os.devnull, "w") as quiet,
+        redirect_stdout(quiet),
+        redirect_stderr(quiet),
+    ):
+        manager = _experiment_manager(spec, Path(log_folder))
+        setup = manager.setup_experiment()  # the environments' wrappers, as the run built them
+        assert setup is not None
+        setup[0].get_env().close()
+        model = ALGORITHMS[spec.algo].load(model_path, device=spec.device)
+        probe_r2, distractor_scores = _probe_scores(model, manager)
+    scores: dict[str, Any] = {
+        "probe_r2": probe_r2,
+        "probe_r2_mean": None if probe_r2 is None else float(np.mean(probe_r2)),
+        "probe_split": None if probe_r2 is None else "episodes",
+        **{key: (distractor_scores or {}).get(key) for key in DISTRACTOR_PROBE_KEYS},
+    }
+    added = [key for key, value in scores.items() if value is not None and summary.get(key) is None]
+    if added:
+        summary.update({key: scores[key] for key in added})
+        summary["probes_added"] = sorted({*summary.get("probes_added", []), *added})
+        write_atomically(run_dir / "summary.json", lambda file: file.write(json.dumps(summary, indent=2, default=str)))
+    return added
+
+
 def _probe_scores(model: Any, manager: Any) -> tuple[list[float] | None, dict[str, float] | None]:
     """
     :param model: the trained model
@@ -301,7 +366,10 @@ def _probe_scores(model: Any, manager: Any) -> tuple[list[float] | None, dict[st
     try:
         z, states, episodes = collect_states(model, env, PROBE_STEPS)
         # Read off a reset's info (collect_states reset the env): how many of the state's last variables are distractors
-        n_distractor_vars = len(np.ravel(env.unwrapped.reset_infos[0].get("distractor_state", [])))
+        first_info = env.unwrapped.reset_infos[0]
+        n_distractor_vars = len(np.ravel(first_info.get("distractor_state", [])))
+        # Look-alike objects (Two Rooms' dots): the probes also ask for their centroid
+        exchangeable_objects = first_info.get("distractor_objects")
     except NoStateError:
         return None, None
     finally:
@@ -309,7 +377,11 @@ def _probe_scores(model: Any, manager: Any) -> tuple[list[float] | None, dict[st
     try:
         # Held out by whole episodes: a random-row split would test on near copies of the fitted steps
         scores = linear_probe_r2(z, states, groups=episodes)
-        parts = distractor_probes(z, states, n_distractor_vars, groups=episodes) if n_distractor_vars else None
+        parts = (
+            distractor_probes(z, states, n_distractor_vars, groups=episodes, exchangeable_objects=exchangeable_objects)
+            if n_distractor_vars
+            else None
+        )
     except ValueError as error:
         # Too few episodes (3: held out, held back for the ridge, fitted) or rows: no probe rather than a failed run
         warnings.warn(f"No probe on {len(np.unique(episodes))} episodes of {PROBE_STEPS} steps: {error}", stacklevel=2)
@@ -318,7 +390,7 @@ def _probe_scores(model: Any, manager: Any) -> tuple[list[float] | None, dict[st
 
 
 #: The summary's keys from :func:`~sb3_jepa.common.probes.distractor_probes` (None where there are no distractors)
-DISTRACTOR_PROBE_KEYS = ("task_r2", "distractor_r2", "distractor_variance_fraction")
+DISTRACTOR_PROBE_KEYS = ("task_r2", "distractor_r2", "distractor_variance_fraction", "distractor_centroid_r2")
 
 #: Keys every finished run's summary has (a summary without them is not one this package wrote whole)
 SUMMARY_KEYS = ("algo", "env_id", "config", "seed", "timesteps", "eval_return", "train_return")

@@ -17,13 +17,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
 from sb3_jepa.a2c_jepa import A2CJEPA
 from sb3_jepa.envs import register_envs
 from sb3_jepa.ppo_jepa import PPOJEPA
 from sb3_jepa.zoo.samplers import CONVERTERS, SAMPLERS, search_space
 
 #: rl-zoo3 algorithm name -> class
-ALGORITHMS = {"a2c_jepa": A2CJEPA, "ppo_jepa": PPOJEPA}
+ALGORITHMS: dict[str, type[OnPolicyAlgorithm]] = {"a2c_jepa": A2CJEPA, "ppo_jepa": PPOJEPA}
 
 #: hyperparameters that rl-zoo3 does not turn into schedules itself but we do (``jepa_coef: lin_0.5``)
 SCHEDULED_HYPERPARAMETERS = ("jepa_coef",)

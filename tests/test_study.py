@@ -243,5 +243,11 @@ def test_probe_adds_the_scores_a_run_lacks_from_its_model(tmp_path, monkeypatch,
     assert json.loads(paths[1].read_text()) == older[1]
     assert "distractors' centroid R^2" in (tmp_path / "report.md").read_text()
     assert "(1 of 2)" in (tmp_path / "report.md").read_text()
+    # An older summary's probe_r2 (random held-out steps, no probe_split) is not relabelled by a later probe
+    del added["probe_split"]
+    paths[0].write_text(json.dumps(added))
+    assert "probe_split" not in json.loads(paths[0].read_text()) and runner.add_probes(paths[0].parent) == []
+    added = json.loads(paths[0].read_text())
+    assert "probe_split" not in added
     # Nothing missing any more: nothing rewritten
     assert runner.add_probes(paths[0].parent) == [] and json.loads(paths[0].read_text()) == added

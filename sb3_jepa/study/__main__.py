@@ -172,9 +172,9 @@ def _probe(out: Path, threads: int) -> int:
         run_dir = summary.parent
         try:
             added = add_probes(run_dir, threads)
-        except (FileNotFoundError, ValueError) as error:
+        except Exception as error:
             failed += 1
-            print(f"not probed: {error}", file=sys.stderr)
+            print(f"not probed: {run_dir}: {type(error).__name__}: {error}", file=sys.stderr)
             continue
         print(f"{run_dir}: added {', '.join(added)}" if added else f"{run_dir}: nothing missing")
     status = _report(out)

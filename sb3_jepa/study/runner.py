@@ -343,6 +343,11 @@ def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
         "probe_split": None if probe_r2 is None else "episodes",
         **{key: (distractor_scores or {}).get(key) for key in DISTRACTOR_PROBE_KEYS},
     }
+    # The probe's R^2, its mean and its split are one measurement: added together or not at all (a summary from
+    # before probe_split held out random steps, and must not be labelled "episodes" by a later probe)
+    probe_group = ("probe_r2", "probe_r2_mean", "probe_split")
+    if any(summary.get(key) is not None for key in probe_group):
+        scores = {key: value for key, value in scores.items() if key not in probe_group}
     added = [key for key, value in scores.items() if value is not None and summary.get(key) is None]
     if added:
         summary.update({key: scores[key] for key in added})

@@ -309,8 +309,10 @@ def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
 
     :param run_dir: a finished run's folder, with its model (``zoo/model.zip``)
     :param threads: torch threads
-    :return: the keys added (empty: nothing was missing)
+    :return: the keys added (empty: nothing was missing, or the probes found too few episodes or no state)
     :raises FileNotFoundError: if the run kept no model
+    :raises CorruptRunError: if the run's files do not parse (see :func:`check_run_files`)
+    :raises ValueError: if the summary names a configuration this version does not know
     """
     import tempfile
 

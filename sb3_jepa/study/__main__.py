@@ -163,16 +163,13 @@ def _probe(out: Path, threads: int) -> int:
     """
     from sb3_jepa.study.runner import add_probes
 
-    summaries = sorted(out.glob("*/*/seed*/summary.json"))
-    if not summaries:
-        print(f"No finished run under {out} (runs write <env>/<config>/seed<N>/summary.json)", file=sys.stderr)
-        return EXIT_NONE_FINISHED
     failed = 0
-    for summary in summaries:
+    # No run at all: the report says so (and returns EXIT_NONE_FINISHED)
+    for summary in sorted(out.glob("*/*/seed*/summary.json")):
         run_dir = summary.parent
         try:
             added = add_probes(run_dir, threads)
-        except Exception as error:
+        except Exception as error:  # one run that cannot be probed (no model, a corrupt file) must not stop the rest
             failed += 1
             print(f"not probed: {run_dir}: {type(error).__name__}: {error}", file=sys.stderr)
             continue

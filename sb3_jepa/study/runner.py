@@ -253,14 +253,7 @@ def execute(spec: RunSpec, out: Path, progress: Any = None, where: dict[str, Any
         "embedding_std": last.get("jepa/embedding_std"),
         "participation_ratio": last.get("jepa/participation_ratio"),
         "jepa_loss": last.get("jepa/loss"),
-        # held-out R^2 of linear probes from z to each true state variable (None: the environment reports none)
-        "probe_r2": probe_r2,
-        "probe_r2_mean": None if probe_r2 is None else float(np.mean(probe_r2)),
-        # whole episodes held out (summaries without this key held out random steps, which scores higher)
-        "probe_split": None if probe_r2 is None else "episodes",
-        # on the distractor testbeds: the task's and the distractors' mean R^2, and the fraction of z's variance the
-        # distractors explain (None elsewhere)
-        **{key: (distractor_scores or {}).get(key) for key in DISTRACTOR_PROBE_KEYS},
+        **_probe_summary(probe_r2, distractor_scores),
         "wall_time_s": time.perf_counter() - start,
         # which machine and process ran it (the study's placement on a cluster)
         "worker": {"host": socket.gethostname(), "pid": os.getpid(), **(where or {})},
@@ -339,23 +332,39 @@ def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
         setup[0].get_env().close()
         model = ALGORITHMS[spec.algo].load(model_path, device=spec.device)
         probe_r2, distractor_scores = _probe_scores(model, manager)
-    scores: dict[str, Any] = {
-        "probe_r2": probe_r2,
-        "probe_r2_mean": None if probe_r2 is None else float(np.mean(probe_r2)),
-        "probe_split": None if probe_r2 is None else "episodes",
-        **{key: (distractor_scores or {}).get(key) for key in DISTRACTOR_PROBE_KEYS},
-    }
+    scores = _probe_summary(probe_r2, distractor_scores)
     # The probe's R^2, its mean and its split are one measurement: added together or not at all (a summary from
     # before probe_split held out random steps, and must not be labelled "episodes" by a later probe)
-    probe_group = ("probe_r2", "probe_r2_mean", "probe_split")
-    if any(summary.get(key) is not None for key in probe_group):
-        scores = {key: value for key, value in scores.items() if key not in probe_group}
+    if any(summary.get(key) is not None for key in PROBE_KEYS):
+        scores = {key: value for key, value in scores.items() if key not in PROBE_KEYS}
     added = [key for key, value in scores.items() if value is not None and summary.get(key) is None]
     if added:
         summary.update({key: scores[key] for key in added})
         summary["probes_added"] = sorted({*summary.get("probes_added", []), *added})
         write_atomically(run_dir / "summary.json", lambda file: file.write(json.dumps(summary, indent=2, default=str)))
     return added
+
+
+#: The summary's keys of the state probe (None where the environment reports no state)
+PROBE_KEYS = ("probe_r2", "probe_r2_mean", "probe_split")
+
+
+def _probe_summary(probe_r2: list[float] | None, distractor_scores: dict[str, float] | None) -> dict[str, Any]:
+    """
+    :param probe_r2: the probes' R^2 per state variable, or None (see :func:`_probe_scores`)
+    :param distractor_scores: the distractor probes' scores, or None
+    :return: the summary's probe entries: :data:`PROBE_KEYS`, then :data:`DISTRACTOR_PROBE_KEYS`
+    """
+    return {
+        # held-out R^2 of linear probes from z to each true state variable (None: the environment reports none)
+        "probe_r2": probe_r2,
+        "probe_r2_mean": None if probe_r2 is None else float(np.mean(probe_r2)),
+        # whole episodes held out (summaries without this key held out random steps, which scores higher)
+        "probe_split": None if probe_r2 is None else "episodes",
+        # on the distractor testbeds: the task's and the distractors' mean R^2, the fraction of z's variance the
+        # distractors explain and, for look-alike objects, their centroid's R^2 (None elsewhere)
+        **{key: (distractor_scores or {}).get(key) for key in DISTRACTOR_PROBE_KEYS},
+    }
 
 
 def _probe_scores(model: Any, manager: Any) -> tuple[list[float] | None, dict[str, float] | None]:

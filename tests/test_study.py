@@ -105,25 +105,28 @@ def test_rl_only_is_plain_on_a_tuned_entry(tmp_path, config, norm, coef):
     The tuned A2C Acrobot-v1 entry ends its encoder with a LayerNorm: the study's ``rl_only`` takes it off (plain A2C,
     the baseline the studies' tables were recorded with), the JEPA configurations keep it, and DrQ's control names it.
     """
-    import argparse
-
-    from rl_zoo3.exp_manager import ExperimentManager
-
-    import sb3_jepa.zoo
-    from sb3_jepa.study.runner import RunSpec
-
-    sb3_jepa.zoo.register()
-    spec = RunSpec("a2c_jepa", "Acrobot-v1", config, seed=0, timesteps=64)
-    manager = ExperimentManager(
-        argparse.Namespace(), spec.algo, spec.env_id, str(tmp_path), n_timesteps=64,
-        hyperparams=spec.algorithm_kwargs(), seed=0, verbose=0, n_eval_envs=0, eval_freq=-1,
-    )  # fmt: skip
-    setup = manager.setup_experiment()
-    assert setup is not None
-    model = setup[0]
+    model = tuned_entry_model(tmp_path, "a2c_jepa", "Acrobot-v1", config)
     assert model.jepa_embedding_norm == norm and model.augment_observations is None
     assert model.jepa_coef == pytest.approx(coef, abs=0.005)
+
+
+@pytest.mark.parametrize("config, augmentation", [("rl_only", None), ("jepa_rl", "shift")])
+def test_rl_only_takes_off_a_tuned_entry_s_random_shift(tmp_path, config, augmentation):
+    """The tuned PPO MinAtar/Freeway-v1 entry trains on randomly shifted frames: not the study's rl_only"""
+    pytest.importorskip("minatar")
+    model = tuned_entry_model(tmp_path, "ppo_jepa", "MinAtar/Freeway-v1", config)
+    assert model.augment_observations == augmentation and model.jepa_embedding_norm is None
+
+
+def tuned_entry_model(tmp_path: Path, algo: str, env_id: str, config: str):
+    """:return: the model a study run of ``config`` builds from the packaged entry (built, not trained)"""
+    from sb3_jepa.study.runner import RunSpec, _experiment_manager
+
+    setup = _experiment_manager(RunSpec(algo, env_id, config, seed=0, timesteps=64), tmp_path).setup_experiment()
+    assert setup is not None
+    model = setup[0]
     model.get_env().close()
+    return model
 
 
 def tiny_specs(seeds: tuple[int, ...], **hyperparams: object) -> list:

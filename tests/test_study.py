@@ -213,6 +213,50 @@ def test_a_configuration_too_long_for_a_folder_runs_and_reports(tmp_path):
     assert run["config"] == config
 
 
+def test_a_normalizing_entry_is_evaluated_and_probed_with_its_training_statistics(tmp_path, monkeypatch):
+    """
+    The Acrobot-v1 entry says ``normalize: true``: the final evaluation and the probes see observations normalized
+    with the training run's statistics, frozen (rl-zoo3's evaluation env alone would start fresh ones), and the run
+    keeps them for ``study probe``
+    """
+    import pickle
+
+    import numpy as np
+    from stable_baselines3.common.vec_env import unwrap_vec_normalize
+
+    from sb3_jepa.study import runner
+
+    used = []
+
+    def spy(manager, normalization=None):
+        env = runner_evaluation_env(manager, normalization)
+        used.append((normalization, unwrap_vec_normalize(env)))
+        return env
+
+    runner_evaluation_env = runner.evaluation_env
+    monkeypatch.setattr(runner, "evaluation_env", spy)
+    spec = runner.RunSpec("a2c_jepa", "Acrobot-v1", "rl_only", 0, 160, dict(n_envs=2), eval_episodes=1)
+    runner.execute(spec, tmp_path)
+    run_dir = spec.directory(tmp_path)
+    with open(run_dir / runner.VEC_NORMALIZE_FILE, "rb") as file:
+        saved = pickle.load(file)
+    assert saved.obs_rms.count > 160  # the training steps' statistics (a fresh VecNormalize's count is 1e-4)
+    assert len(used) == 2  # the evaluation, then the probes
+    for normalization, evaluated in used:
+        np.testing.assert_array_equal(normalization.obs_rms.mean, saved.obs_rms.mean)
+        np.testing.assert_array_equal(evaluated.obs_rms.mean, saved.obs_rms.mean)  # unmoved by 500 evaluation steps
+        assert evaluated.obs_rms.count == saved.obs_rms.count and not evaluated.training
+    monkeypatch.undo()
+
+    manager = runner._experiment_manager(spec, tmp_path / "again")
+    manager.setup_experiment()
+    with pytest.raises(ValueError, match="normalization: no VecNormalize statistics"):
+        runner.evaluation_env(manager, None)  # fresh statistics would be the bug: refused
+    (run_dir / runner.VEC_NORMALIZE_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match=r"vecnormalize\.pkl: the entry normalizes"):
+        runner.add_probes(run_dir)
+
+
 def test_probe_adds_the_scores_a_run_lacks_from_its_model(tmp_path, monkeypatch, capsys):
     """
     ``study probe`` on runs recorded before distractor_centroid_r2 existed: the score is added from the saved model,

@@ -173,7 +173,8 @@ def _probe(out: Path, threads: int) -> int:
             failed += 1
             print(f"not probed: {run_dir}: {type(error).__name__}: {error}", file=sys.stderr)
             continue
-        print(f"{run_dir}: added {', '.join(added)}" if added else f"{run_dir}: nothing missing")
+        # Nothing added: every score was there, or the environment and policy give none (no state, too few episodes)
+        print(f"{run_dir}: added {', '.join(added)}" if added else f"{run_dir}: nothing added")
     status = _report(out)
     return EXIT_SOME_FAILED if failed and status == EXIT_ALL_DONE else status
 

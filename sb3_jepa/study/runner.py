@@ -9,15 +9,18 @@ Each run writes into ``<out>/<env>/<config>/seed<seed>/``:
   ``jepa/`` metrics;
 - ``episodes.csv``: every training episode's end timestep, return and length;
 - ``summary.json``: written last, so a run without it is unfinished and runs again (a rerun skips finished runs);
-- ``stdout.log`` and ``zoo/`` (rl-zoo3's own log folder: config, monitor files, the final model).
+- ``stdout.log`` and ``zoo/`` (rl-zoo3's own log folder: config, monitor files, the final model and, for entries
+  with ``normalize: true``, the training run's VecNormalize statistics).
 """
 
 import argparse
 import contextlib
+import copy
 import csv
 import inspect
 import json
 import os
+import pickle
 import shutil
 import socket
 import sys
@@ -226,15 +229,18 @@ def execute(spec: RunSpec, out: Path, progress: Any = None, where: dict[str, Any
         model = setup[0]
         recorder = _recorder_class()(report)
         model.learn(spec.timesteps, callback=recorder)
+        normalization = model.get_vec_normalize_env()
         eval_returns: list[float] = []
         if spec.eval_episodes > 0:
-            eval_env = manager.create_envs(1, eval_env=True)
+            eval_env = evaluation_env(manager, normalization)
             returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=spec.eval_episodes, return_episode_rewards=True)
             assert isinstance(returns, list)
             eval_returns = [float(r) for r in returns]
             eval_env.close()
-        probe_r2, distractor_scores = _probe_scores(model, manager)
+        probe_r2, distractor_scores = _probe_scores(model, manager, normalization)
         model.save(run_dir / MODEL_FILE)
+        if normalization is not None:
+            normalization.save(run_dir / VEC_NORMALIZE_FILE)
         train_env = model.get_env()
         if train_env is not None:
             train_env.close()
@@ -291,6 +297,45 @@ def _experiment_manager(spec: RunSpec, log_folder: Path) -> Any:
 
 #: Where a finished run keeps its final model (rl-zoo3's log folder, ``zoo/``)
 MODEL_FILE = Path("zoo") / "model.zip"
+#: Where a finished run of an entry with ``normalize: true`` keeps its VecNormalize statistics (rl-zoo3's file name)
+VEC_NORMALIZE_FILE = Path("zoo") / "vecnormalize.pkl"
+
+
+def evaluation_env(manager: Any, normalization: Any = None) -> Any:
+    """
+    The run's evaluation environment (rl-zoo3's, with the training wrappers), normalizing observations with the
+    training run's statistics, frozen.
+
+    rl-zoo3's ``create_envs(eval_env=True)`` wraps an entry with ``normalize: true`` in a *fresh* VecNormalize that
+    learns its statistics from the evaluation episodes themselves; rl-zoo3's EvalCallback copies the training
+    statistics in before each evaluation (SB3's ``sync_envs_normalization``), and the study, which evaluates without
+    the callback, must do the same.
+
+    :param manager: the run's rl-zoo3 ExperimentManager (after ``setup_experiment()``)
+    :param normalization: the training run's VecNormalize (``model.get_vec_normalize_env()``, or one loaded from
+        :data:`VEC_NORMALIZE_FILE`), or None where the entry does not normalize
+    :return: the evaluation VecEnv (close it)
+    :raises ValueError: if ``normalization`` is given but the evaluation environment does not normalize (the run's
+        entry changed since), or the other way round
+    """
+    from stable_baselines3.common.vec_env import unwrap_vec_normalize
+
+    env = manager.create_envs(1, eval_env=True)
+    target = unwrap_vec_normalize(env)
+    if (normalization is None) != (target is None):
+        env.close()
+        have = "no" if normalization is None else "the training run's"
+        raise ValueError(
+            f"normalization: {have} VecNormalize statistics, but the entry of {manager.env_name} now says normalize: "
+            f"{target is not None}; run it again with the entry it was trained with"
+        )
+    if target is not None:
+        target.obs_rms = copy.deepcopy(normalization.obs_rms)
+        target.ret_rms = copy.deepcopy(normalization.ret_rms)
+        # Frozen: evaluation and probe episodes must not move the statistics the policy was trained with
+        target.training = False
+        target.norm_reward = False
+    return env
 
 
 def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
@@ -303,7 +348,8 @@ def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
     :param run_dir: a finished run's folder, with its model (``zoo/model.zip``)
     :param threads: torch threads
     :return: the keys added (empty: nothing was missing, or the probes found too few episodes or no state)
-    :raises FileNotFoundError: if the run kept no model
+    :raises FileNotFoundError: if the run kept no model, or, for an entry with ``normalize: true``, no
+        :data:`VEC_NORMALIZE_FILE`
     :raises CorruptRunError: if the run's files do not parse (see :func:`check_run_files`)
     :raises ValueError: if the summary names a configuration this version does not know
     """
@@ -329,9 +375,21 @@ def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
         manager = _experiment_manager(spec, Path(log_folder))
         setup = manager.setup_experiment()  # the environments' wrappers, as the run built them
         assert setup is not None
+        normalizes = setup[0].get_vec_normalize_env() is not None
         setup[0].get_env().close()
+        normalization = None
+        if normalizes:
+            stats_path = run_dir / VEC_NORMALIZE_FILE
+            if not stats_path.exists():
+                raise FileNotFoundError(
+                    f"{stats_path}: the entry normalizes observations and the run kept no statistics (a run of a "
+                    "version before they were saved): its policy's inputs cannot be rebuilt"
+                )
+            with open(stats_path, "rb") as file:
+                # What VecNormalize.load reads, without the VecEnv it would wrap: only the statistics are used
+                normalization = pickle.load(file)
         model = ALGORITHMS[spec.algo].load(model_path, device=spec.device)
-        probe_r2, distractor_scores = _probe_scores(model, manager)
+        probe_r2, distractor_scores = _probe_scores(model, manager, normalization)
     scores = _probe_summary(probe_r2, distractor_scores)
     # The probe's R^2, its mean and its split are one measurement: added together or not at all (a summary from
     # before probe_split held out random steps, and must not be labelled "episodes" by a later probe)
@@ -367,10 +425,11 @@ def _probe_summary(probe_r2: list[float] | None, distractor_scores: dict[str, fl
     }
 
 
-def _probe_scores(model: Any, manager: Any) -> tuple[list[float] | None, dict[str, float] | None]:
+def _probe_scores(model: Any, manager: Any, normalization: Any = None) -> tuple[list[float] | None, dict[str, float] | None]:
     """
     :param model: the trained model
     :param manager: the run's rl-zoo3 ExperimentManager (its evaluation environment has the training wrappers)
+    :param normalization: the training run's VecNormalize, or None (see :func:`evaluation_env`)
     :return: the probes' R^2 per state variable on held-out episodes of the final policy, and, where the environment
         reports ``info["distractor_state"]`` (the last variables of its state), the
         :func:`~sb3_jepa.common.probes.distractor_probes`; None if the environment reports no state, or if the
@@ -378,7 +437,7 @@ def _probe_scores(model: Any, manager: Any) -> tuple[list[float] | None, dict[st
     """
     from sb3_jepa.common.probes import NoStateError, collect_states, distractor_probes, linear_probe_r2
 
-    env = manager.create_envs(1, eval_env=True)
+    env = evaluation_env(manager, normalization)
     try:
         z, states, episodes = collect_states(model, env, PROBE_STEPS)
         # Read off a reset's info (collect_states reset the env): how many of the state's last variables are distractors

@@ -252,6 +252,14 @@ def test_a_normalizing_entry_is_evaluated_and_probed_with_its_training_statistic
     manager.setup_experiment()
     with pytest.raises(ValueError, match="normalization: no VecNormalize statistics"):
         runner.evaluation_env(manager, None)  # fresh statistics would be the bug: refused
+    # The run's own config.yml says how its environment was built: a model is not probed in another one
+    (config,) = run_dir.glob("zoo/*/*/*/config.yml")
+    written = config.read_text()
+    config.write_text(written.replace("- - n_envs", "- - frame_stack\n    - 4\n  - - n_envs"))
+    with pytest.raises(ValueError, match="frame_stack: 4 in the run, None now"):
+        runner.add_probes(run_dir)
+    config.write_text(written)
+    assert runner.add_probes(run_dir) == []  # Acrobot reports no state: nothing to add, and nothing refused
     (run_dir / runner.VEC_NORMALIZE_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=r"vecnormalize\.pkl: the entry normalizes"):
         runner.add_probes(run_dir)

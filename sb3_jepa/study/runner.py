@@ -351,7 +351,8 @@ def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
     :raises FileNotFoundError: if the run kept no model, or, for an entry with ``normalize: true``, no
         :data:`VEC_NORMALIZE_FILE`
     :raises CorruptRunError: if the run's files do not parse (see :func:`check_run_files`)
-    :raises ValueError: if the summary names a configuration this version does not know
+    :raises ValueError: if the summary names a configuration this version does not know, or if the entry's
+        :data:`ENVIRONMENT_SETTINGS` changed since the run
     """
     import tempfile
 
@@ -373,8 +374,9 @@ def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
         redirect_stderr(quiet),
     ):
         manager = _experiment_manager(spec, Path(log_folder))
-        setup = manager.setup_experiment()  # the environments' wrappers, as the run built them
+        setup = manager.setup_experiment()  # the environments' wrappers, as today's entry builds them
         assert setup is not None
+        _check_environment_settings(run_dir, setup[1])
         normalizes = setup[0].get_vec_normalize_env() is not None
         setup[0].get_env().close()
         normalization = None
@@ -401,6 +403,33 @@ def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
         summary["probes_added"] = sorted({*summary.get("probes_added", []), *added})
         write_atomically(run_dir / "summary.json", lambda file: file.write(json.dumps(summary, indent=2, default=str)))
     return added
+
+
+#: The entry's settings from which rl-zoo3 builds the environment around a model (its observations): a saved model
+#: is probed only in an environment built as its run's was
+ENVIRONMENT_SETTINGS = ("env_wrapper", "frame_stack", "normalize", "vec_env_wrapper")
+
+
+def _check_environment_settings(run_dir: Path, settings: dict[str, Any]) -> None:
+    """
+    :param run_dir: a finished run's folder, with rl-zoo3's ``config.yml`` of the run (``zoo/<algo>/<env>_1/<env>/``)
+    :param settings: the hyperparameters that today's entry gives the run (``setup_experiment()``'s second value)
+    :raises FileNotFoundError: if the run has no ``config.yml``
+    :raises ValueError: if an :data:`ENVIRONMENT_SETTINGS` setting differs between the two
+    """
+    import yaml
+
+    found = sorted((run_dir / "zoo").glob("*/*/*/config.yml"))
+    if not found:
+        raise FileNotFoundError(f"{run_dir / 'zoo'}: no config.yml of the run (rl-zoo3 writes one with every run)")
+    with open(found[0]) as file:
+        saved = dict(yaml.load(file, Loader=yaml.UnsafeLoader))  # an OrderedDict, as rl-zoo3's enjoy reads it
+    changed = {key: (saved.get(key), settings.get(key)) for key in ENVIRONMENT_SETTINGS if saved.get(key) != settings.get(key)}
+    if changed:
+        described = "; ".join(f"{key}: {then!r} in the run, {now!r} now" for key, (then, now) in changed.items())
+        raise ValueError(
+            f"{run_dir}: the entry builds another environment than the run's ({described}): its model cannot be probed"
+        )
 
 
 #: The summary's keys of the state probe (None where the environment reports no state)

@@ -216,8 +216,8 @@ def test_a_configuration_too_long_for_a_folder_runs_and_reports(tmp_path):
 def test_a_normalizing_entry_is_evaluated_and_probed_with_its_training_statistics(tmp_path, monkeypatch):
     """
     The Acrobot-v1 entry says ``normalize: true``: the final evaluation and the probes see observations normalized
-    with the training run's statistics, frozen (rl-zoo3's evaluation env alone would start fresh ones), and the run
-    keeps them for ``study probe``
+    with the training run's statistics (rl-zoo3's evaluation env alone holds fresh ones: mean 0, variance 1), and the
+    run keeps them for ``study probe``
     """
     import pickle
 
@@ -244,8 +244,14 @@ def test_a_normalizing_entry_is_evaluated_and_probed_with_its_training_statistic
     assert len(used) == 2  # the evaluation, then the probes
     for normalization, evaluated in used:
         np.testing.assert_array_equal(normalization.obs_rms.mean, saved.obs_rms.mean)
-        np.testing.assert_array_equal(evaluated.obs_rms.mean, saved.obs_rms.mean)  # unmoved by 500 evaluation steps
+        np.testing.assert_array_equal(evaluated.obs_rms.mean, saved.obs_rms.mean)
         assert evaluated.obs_rms.count == saved.obs_rms.count and not evaluated.training
+    used.clear()
+    # study probe reads them back from the run's file
+    assert runner.add_probes(run_dir) == []  # Acrobot reports no state: nothing to add, and nothing refused
+    ((normalization, probed),) = used
+    np.testing.assert_array_equal(probed.obs_rms.mean, saved.obs_rms.mean)
+    assert probed.obs_rms.count == saved.obs_rms.count
     monkeypatch.undo()
 
     manager = runner._experiment_manager(spec, tmp_path / "again")
@@ -259,7 +265,6 @@ def test_a_normalizing_entry_is_evaluated_and_probed_with_its_training_statistic
     with pytest.raises(ValueError, match="frame_stack: 4 in the run, None now"):
         runner.add_probes(run_dir)
     config.write_text(written)
-    assert runner.add_probes(run_dir) == []  # Acrobot reports no state: nothing to add, and nothing refused
     (run_dir / runner.VEC_NORMALIZE_FILE).unlink()
     with pytest.raises(FileNotFoundError, match=r"vecnormalize\.pkl: the entry normalizes"):
         runner.add_probes(run_dir)

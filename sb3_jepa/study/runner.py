@@ -306,10 +306,10 @@ def evaluation_env(manager: Any, normalization: Any = None) -> Any:
     The run's evaluation environment (rl-zoo3's, with the training wrappers), normalizing observations with the
     training run's statistics, frozen.
 
-    rl-zoo3's ``create_envs(eval_env=True)`` wraps an entry with ``normalize: true`` in a *fresh* VecNormalize that
-    learns its statistics from the evaluation episodes themselves; rl-zoo3's EvalCallback copies the training
-    statistics in before each evaluation (SB3's ``sync_envs_normalization``), and the study, which evaluates without
-    the callback, must do the same.
+    rl-zoo3's ``create_envs(eval_env=True)`` wraps an entry with ``normalize: true`` in a *fresh* VecNormalize, frozen
+    (``training=False``): mean 0, variance 1, so the policy would see raw observations, only clipped to
+    ``clip_obs``. rl-zoo3's EvalCallback copies the training statistics in before each evaluation (SB3's
+    ``sync_envs_normalization``); the study, which evaluates without the callback, must do the same.
 
     :param manager: the run's rl-zoo3 ExperimentManager (after ``setup_experiment()``)
     :param normalization: the training run's VecNormalize (``model.get_vec_normalize_env()``, or one loaded from
@@ -330,9 +330,11 @@ def evaluation_env(manager: Any, normalization: Any = None) -> Any:
             f"{target is not None}; run it again with the entry it was trained with"
         )
     if target is not None:
-        target.obs_rms = copy.deepcopy(normalization.obs_rms)
+        # As sync_envs_normalization: a VecNormalize with norm_obs=False has no obs_rms
+        if hasattr(normalization, "obs_rms"):
+            target.obs_rms = copy.deepcopy(normalization.obs_rms)
         target.ret_rms = copy.deepcopy(normalization.ret_rms)
-        # Frozen: evaluation and probe episodes must not move the statistics the policy was trained with
+        # rl-zoo3 already freezes its evaluation env; said again here, since the copy must never be updated
         target.training = False
         target.norm_reward = False
     return env
@@ -407,7 +409,7 @@ def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
 
 #: The entry's settings from which rl-zoo3 builds the environment around a model (its observations): a saved model
 #: is probed only in an environment built as its run's was
-ENVIRONMENT_SETTINGS = ("env_wrapper", "frame_stack", "normalize", "vec_env_wrapper")
+ENVIRONMENT_SETTINGS = ("env_wrapper", "env_kwargs", "frame_stack", "normalize", "vec_env_wrapper")
 
 
 def _check_environment_settings(run_dir: Path, settings: dict[str, Any]) -> None:

@@ -20,7 +20,6 @@ import csv
 import inspect
 import json
 import os
-import pickle
 import shutil
 import socket
 import sys
@@ -359,6 +358,7 @@ def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
     import tempfile
 
     import torch as th
+    from stable_baselines3.common.vec_env import VecNormalize
 
     from sb3_jepa.zoo import ALGORITHMS
 
@@ -379,19 +379,20 @@ def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
         setup = manager.setup_experiment()  # the environments' wrappers, as today's entry builds them
         assert setup is not None
         _check_environment_settings(run_dir, setup[1])
-        normalizes = setup[0].get_vec_normalize_env() is not None
-        setup[0].get_env().close()
+        fresh = setup[0].get_vec_normalize_env()
         normalization = None
-        if normalizes:
+        if fresh is not None:
             stats_path = run_dir / VEC_NORMALIZE_FILE
             if not stats_path.exists():
+                setup[0].get_env().close()
                 raise FileNotFoundError(
                     f"{stats_path}: the entry normalizes observations and the run kept no statistics (a run of a "
                     "version before they were saved): its policy's inputs cannot be rebuilt"
                 )
-            with open(stats_path, "rb") as file:
-                # What VecNormalize.load reads, without the VecEnv it would wrap: only the statistics are used
-                normalization = pickle.load(file)
+            # SB3's own loader, on the rebuilt training VecEnv (it checks the observation space): only the
+            # statistics are used
+            normalization = VecNormalize.load(str(stats_path), fresh.venv)
+        setup[0].get_env().close()
         model = ALGORITHMS[spec.algo].load(model_path, device=spec.device)
         probe_r2, distractor_scores = _probe_scores(model, manager, normalization)
     scores = _probe_summary(probe_r2, distractor_scores)

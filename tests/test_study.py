@@ -86,7 +86,13 @@ def test_bad_input_fails_before_any_run(tmp_path):
 def test_configs():
     listed = study("configs").stdout
     assert all(name in listed for name in CONFIGS)
-    assert config_kwargs("rl_only") == {"jepa_coef": 0.0, "jepa_embedding_norm": None, "augment_observations": None}
+    assert config_kwargs("rl_only") == {
+        "jepa_coef": 0.0,
+        "jepa_embedding_norm": None,
+        "augment_observations": None,
+        "jepa_vicreg_var_coef": 0.0,
+        "jepa_vicreg_cov_coef": 0.0,
+    }
     assert config_kwargs("jepa_rl:jepa_coef=1e-4,jepa_target=ema,predictor_net_arch=[64]") == {
         "jepa_coef": 1e-4,
         "jepa_target": "ema",
@@ -97,17 +103,24 @@ def test_configs():
 
 
 @pytest.mark.parametrize(
-    "config, norm, coef",
-    [("rl_only", None, 0.0), ("jepa_rl", "layernorm", 0.28), ("rl_only:jepa_embedding_norm=layernorm", "layernorm", 0.0)],
+    "config, norm, coef, vicreg",
+    [
+        ("rl_only", None, 0.0, (0.0, 0.0)),
+        ("jepa_rl", "layernorm", 0.28, (1.2557, 0.004073)),
+        ("rl_only:jepa_embedding_norm=layernorm", "layernorm", 0.0, (0.0, 0.0)),
+    ],
 )
-def test_rl_only_is_plain_on_a_tuned_entry(tmp_path, config, norm, coef):
+def test_rl_only_is_plain_on_a_tuned_entry(tmp_path, config, norm, coef, vicreg):
     """
-    The tuned A2C Acrobot-v1 entry ends its encoder with a LayerNorm: the study's ``rl_only`` takes it off (plain A2C,
-    the baseline the studies' tables were recorded with), the JEPA configurations keep it, and DrQ's control names it.
+    The tuned A2C Acrobot-v1 entry ends its encoder with a LayerNorm and adds VICReg's terms on z (weighted on their
+    own, so they train the encoder at jepa_coef=0 too): the study's ``rl_only`` takes both off (plain A2C, the
+    baseline the studies' tables were recorded with), the JEPA configurations keep them, and DrQ's control names the
+    norm alone.
     """
     model = tuned_entry_model(tmp_path, "a2c_jepa", "Acrobot-v1", config)
     assert model.jepa_embedding_norm == norm and model.augment_observations is None
     assert model.jepa_coef == pytest.approx(coef, abs=0.005)
+    assert (model.jepa_vicreg_var_coef, model.jepa_vicreg_cov_coef) == vicreg
 
 
 @pytest.mark.parametrize("config, augmentation", [("rl_only", None), ("jepa_rl", "shift")])

@@ -11,11 +11,20 @@ from typing import Any
 ONLINE = dict(jepa_target="online")
 
 CONFIGS: dict[str, dict[str, Any]] = {
-    # The baseline: plain A2C/PPO (bit for bit), collapse metrics still logged. The two settings that change plain
-    # A2C/PPO even at jepa_coef=0 are reset, because tuned zoo entries carry them (MinAtar's LayerNorm, the random
-    # shift): rl_only stays the plain baseline it was when the studies' tables were recorded. DrQ's control, plain
-    # RL with the entry's norm or shift, is named: rl_only:jepa_embedding_norm=layernorm,augment_observations=shift
-    "rl_only": dict(jepa_coef=0.0, jepa_embedding_norm=None, augment_observations=None),
+    # The baseline: plain A2C/PPO (bit for bit), collapse metrics still logged. Every setting that changes plain
+    # A2C/PPO even at jepa_coef=0 is reset, because tuned zoo entries carry them: the LayerNorm (MinAtar, A2C
+    # Acrobot), the random shift (Asterix, Freeway) and the VICReg terms on z (A2C Acrobot, Asterix, SpaceInvaders:
+    # weighted on their own, not by jepa_coef, so they train E at jepa_coef=0). So rl_only stays the plain baseline it
+    # was when the studies' tables were recorded. (A reward head, --hyperparams jepa_reward_coef in the planning
+    # study, stays: its input is detached, E never sees it.) DrQ's control, plain RL with the entry's norm or shift,
+    # is named: rl_only:jepa_embedding_norm=layernorm,augment_observations=shift
+    "rl_only": dict(
+        jepa_coef=0.0,
+        jepa_embedding_norm=None,
+        augment_observations=None,
+        jepa_vicreg_var_coef=0.0,
+        jepa_vicreg_cov_coef=0.0,
+    ),
     # The paper: JEPA loss + RL gradient into the encoder, online target, no anti-collapse term
     "jepa_rl": dict(ONLINE),
     # JEPA alone trains the encoder (the heads still learn on its detached output): expected to collapse

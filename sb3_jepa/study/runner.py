@@ -381,18 +381,19 @@ def add_probes(run_dir: Path, threads: int = 1) -> list[str]:
         _check_environment_settings(run_dir, setup[1])
         fresh = setup[0].get_vec_normalize_env()
         normalization = None
-        if fresh is not None:
-            stats_path = run_dir / VEC_NORMALIZE_FILE
-            if not stats_path.exists():
-                setup[0].get_env().close()
-                raise FileNotFoundError(
-                    f"{stats_path}: the entry normalizes observations and the run kept no statistics (a run of a "
-                    "version before they were saved): its policy's inputs cannot be rebuilt"
-                )
-            # SB3's own loader, on the rebuilt training VecEnv (it checks the observation space): only the
-            # statistics are used
-            normalization = VecNormalize.load(str(stats_path), fresh.venv)
-        setup[0].get_env().close()
+        try:
+            if fresh is not None:
+                stats_path = run_dir / VEC_NORMALIZE_FILE
+                if not stats_path.exists():
+                    raise FileNotFoundError(
+                        f"{stats_path}: the entry normalizes observations and the run kept no statistics (a run of "
+                        "a version before they were saved): its policy's inputs cannot be rebuilt"
+                    )
+                # SB3's own loader, on the rebuilt training VecEnv (it checks the observation space): only the
+                # statistics are used
+                normalization = VecNormalize.load(str(stats_path), fresh.venv)
+        finally:
+            setup[0].get_env().close()
         model = ALGORITHMS[spec.algo].load(model_path, device=spec.device)
         probe_r2, distractor_scores = _probe_scores(model, manager, normalization)
     scores = _probe_summary(probe_r2, distractor_scores)

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
+import numpy as np
 import optuna
 import pytest
 import yaml
@@ -22,6 +23,7 @@ import sb3_jepa_zoo_hook
 from sb3_jepa import A2CJEPA, PPOJEPA
 from sb3_jepa.zoo import (
     config_path,
+    evaluate_with_the_entry_env_kwargs,
     heartbeats,
     load_trial_zero,
     refuse_unfinished_trials,
@@ -180,7 +182,10 @@ def test_existing_keys_are_never_overridden():
 
 
 #: the methods of rl-zoo3's ExperimentManager that the patches of register_config_files wrap
-PATCHED_METHODS = ("__init__", "_preprocess_schedules", "read_hyperparameters", "hyperparameters_optimization", "load_trial")
+PATCHED_METHODS = (
+    "__init__", "_preprocess_schedules", "read_hyperparameters", "hyperparameters_optimization", "load_trial",
+    "_preprocess_hyperparams",
+)  # fmt: skip
 
 
 @pytest.fixture
@@ -275,6 +280,43 @@ def test_load_trial_zero(exp_manager, tmp_path):
     # Without a study, or for trials other than 0 (which rl-zoo3 loads itself), it changes nothing
     no_study = {**reload, "storage": None}
     assert new_manager(exp_manager, tmp_path, "ppo_jepa", **no_study).read_hyperparameters()[0] == packaged
+
+
+def test_evaluation_env_gets_the_entry_env_kwargs(exp_manager, tmp_path):
+    pytest.importorskip("minatar")
+    import sb3_jepa  # noqa: F401  (registers MinAtar's ids)
+
+    def limits(manager) -> tuple[int | None, int | None]:
+        """the time limit of the training and of the evaluation environment that ``manager`` builds"""
+        manager.setup_experiment()
+        found = []
+        for eval_env in (False, True):
+            env = manager.create_envs(1, eval_env=eval_env, no_log=True)
+            found.append(env.get_attr("spec")[0].max_episode_steps)
+            env.close()
+        return found[0], found[1]
+
+    def seaquest(**kwargs):
+        return exp_manager.ExperimentManager(
+            argparse.Namespace(), "ppo_jepa", "MinAtar/Seaquest-v1", str(tmp_path), n_timesteps=8, eval_freq=-1,
+            config=str(config_path("ppo_jepa")), verbose=0, device="cpu", **kwargs,
+        )  # fmt: skip
+
+    original = exp_manager.ExperimentManager._preprocess_hyperparams
+    assert limits(seaquest()) == (10_000, None)  # rl-zoo3 alone: the entry's env_kwargs never reach the evaluation
+    evaluate_with_the_entry_env_kwargs(exp_manager)
+    evaluate_with_the_entry_env_kwargs(exp_manager)
+    assert_wrapped_once(exp_manager, "_preprocess_hyperparams", original)
+    assert limits(seaquest()) == (10_000, 10_000)
+    # --env-kwargs replaces the entry's for both; an explicit --eval-env-kwargs is the evaluation's own
+    assert limits(seaquest(env_kwargs={"max_episode_steps": 30})) == (30, 30)
+    assert limits(seaquest(eval_env_kwargs={"max_episode_steps": 20})) == (10_000, 20)
+    # Other algorithms are rl-zoo3's business
+    ppo = exp_manager.ExperimentManager(
+        argparse.Namespace(), "ppo", "CartPole-v1", str(tmp_path), n_timesteps=8, eval_freq=-1, verbose=0,
+        hyperparams={"env_kwargs": {"max_episode_steps": 40}}, device="cpu",
+    )  # fmt: skip
+    assert limits(ppo) == (40, 500)
 
 
 def test_register_config_files_applies_each_patch_once(exp_manager):
@@ -700,6 +742,35 @@ def test_packaged_configs_cover_the_testbeds_and_say_how_they_were_obtained(algo
         comment = lines[position + 1].strip()
         assert comment.startswith(("# Tuned", "# Not tuned")), f"{algo}.yml {key}: {comment!r}"
         assert "jepa_coef" in settings or key == "default", f"{algo}.yml {key} sets no jepa_coef"
+
+
+@pytest.mark.parametrize("algo", ["a2c_jepa", "ppo_jepa"])
+def test_packaged_seaquest_entry_ends_the_episode_of_a_submarine_that_never_dives(algo):
+    import gymnasium as gym
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    import sb3_jepa  # noqa: F401  (registers MinAtar's ids)
+
+    pytest.importorskip("minatar")
+    entry = yaml.safe_load(config_path(algo).read_text())["MinAtar/Seaquest-v1"]
+    limit = entry["env_kwargs"]["max_episode_steps"]
+    assert limit == 10_000
+    noop = 0  # MinAtar's minimal action set starts with "n", no-op: the submarine stays at the surface
+
+    class StayAtTheSurface:
+        def predict(self, observation, state=None, episode_start=None, deterministic=False):
+            return np.full(len(observation), noop), state
+
+    # MinAtar alone never ends this episode
+    env = gym.make("MinAtar/Seaquest-v1")
+    env.reset(seed=0)
+    assert not any(any(env.step(noop)[2:4]) for _ in range(2 * limit))
+    # The entry's environment, built as rl-zoo3 builds it (SB3's Monitor around gym.make's TimeLimit): its evaluation
+    # returns, the episode truncated at the limit
+    vec_env = make_vec_env("MinAtar/Seaquest-v1", n_envs=1, seed=0, env_kwargs=entry["env_kwargs"])
+    rewards, lengths = evaluate_policy(StayAtTheSurface(), vec_env, n_eval_episodes=1, return_episode_rewards=True)
+    assert (rewards, lengths) == ([0.0], [limit])
 
 
 def sampled(space: str, n_trials: int, monkeypatch: pytest.MonkeyPatch, algo: str = "ppo_jepa") -> list[dict]:

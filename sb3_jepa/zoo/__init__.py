@@ -261,12 +261,41 @@ def refuse_unfinished_trials(exp_manager: ModuleType) -> None:
     manager.load_trial = _mark_patched(load_trial)
 
 
+def evaluate_with_the_entry_env_kwargs(exp_manager: ModuleType) -> None:
+    """
+    Give the evaluation environments of ``a2c_jepa``/``ppo_jepa`` the config file's ``env_kwargs`` too, as rl-zoo3
+    means to ("if no custom eval env args were passed, use the same as env kwargs") and does for ``--env-kwargs``.
+    An explicit ``--eval-env-kwargs`` is left alone. Patching an already patched module does nothing.
+
+    :param exp_manager: the ``rl_zoo3.exp_manager`` module
+    """
+    manager = exp_manager.ExperimentManager
+    if _is_patched(manager._preprocess_hyperparams):
+        return
+    # rl-zoo3 2.9.2, rl_zoo3/exp_manager.py: __init__ (line 152) sets
+    #     self.eval_env_kwargs = eval_env_kwargs or self.env_kwargs
+    # and _preprocess_hyperparams (line 493) then replaces env_kwargs with the config file's:
+    #     self.env_kwargs = hyperparams["env_kwargs"]
+    # leaving eval_env_kwargs the empty dict of before. MinAtar/Seaquest-v1's entries need their max_episode_steps in
+    # the evaluation environment above all (see hyperparams/ppo_jepa.yml): without it an evaluation never returns.
+    original_preprocess = manager._preprocess_hyperparams
+
+    @functools.wraps(original_preprocess)
+    def _preprocess_hyperparams(self: Any, hyperparams: dict[str, Any]) -> Any:
+        preprocessed = original_preprocess(self, hyperparams)
+        if self.algo in ALGORITHMS and self._eval_env_kwargs_args is None:
+            self.eval_env_kwargs = self.env_kwargs
+        return preprocessed
+
+    manager._preprocess_hyperparams = _mark_patched(_preprocess_hyperparams)
+
+
 def register_config_files(exp_manager: ModuleType) -> None:
     """
-    Apply the five patches of ``rl_zoo3.exp_manager.ExperimentManager``: :func:`use_packaged_config_files`,
-    :func:`schedule_jepa_coef`, :func:`load_trial_zero`, :func:`retry_lost_trials` and
-    :func:`refuse_unfinished_trials` (what the import hook calls once rl-zoo3's ``exp_manager`` has loaded). Each of
-    them is idempotent, so calling this twice patches once.
+    Apply the six patches of ``rl_zoo3.exp_manager.ExperimentManager``: :func:`use_packaged_config_files`,
+    :func:`schedule_jepa_coef`, :func:`load_trial_zero`, :func:`retry_lost_trials`,
+    :func:`refuse_unfinished_trials` and :func:`evaluate_with_the_entry_env_kwargs` (what the import hook calls once
+    rl-zoo3's ``exp_manager`` has loaded). Each of them is idempotent, so calling this twice patches once.
 
     :param exp_manager: the ``rl_zoo3.exp_manager`` module
     """
@@ -275,6 +304,7 @@ def register_config_files(exp_manager: ModuleType) -> None:
     load_trial_zero(exp_manager)
     retry_lost_trials(exp_manager)
     refuse_unfinished_trials(exp_manager)
+    evaluate_with_the_entry_env_kwargs(exp_manager)
 
 
 def register() -> None:

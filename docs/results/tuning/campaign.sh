@@ -19,7 +19,7 @@ HERE=docs/results/tuning
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 # algo:env:timesteps (0: the entry's n_timesteps):trials:search space. Breakout and SpaceInvaders started in the
-# jepa space and keep it (a journal's space is not changed halfway). A Seaquest trial takes 5-6 minutes on one
+# jepa space and keep it (a journal's space is not changed halfway). A Seaquest trial takes 2-12 minutes on one
 # core beside another job: 12 trials, the number for trials over 3 minutes. CartPole's objective saturates
 # at 500 from trial 0 at the entry's 100k steps: its searches run at 30k, where the entry does not yet reach the limit.
 ENTRIES=(
